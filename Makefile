@@ -1,0 +1,54 @@
+# mGRADE-HW co-simulation. The two commands a user needs:
+#   make sim TEST=gsc_stream   RTL vs bit-accurate model on a real stream, in Verilator
+#   make test                  the whole test suite (fixed-point, sim, models, RTL regression, notebooks)
+SHELL := /bin/bash
+PY_SYS ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+export PATH := $(CURDIR)/tools:$(CURDIR)/$(VENV)/bin:$(PATH)
+export PYTHONDONTWRITEBYTECODE := 1
+TEST   ?=
+JOBS   ?= $(shell nproc)
+
+.PHONY: help venv test test-fast sim regress bench report notebooks clean
+
+help:
+	@echo "make sim TEST=<stream>   co-simulate RTL vs sim/ (make sim TEST=list shows the streams)"
+	@echo "make test                install what is missing, run the test suite"
+	@echo "make regress             long RTL-vs-model regressions (many clips)"
+	@echo "make bench               throughput of sim/, PyTorch and the RTL"
+	@echo "make report              Yosys synthesis report per component"
+	@echo "make notebooks           run the noise studies in their full setting"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PY_SYS) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip >/dev/null
+	$(PY) -m pip install -q -e ".[test]"
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -x -m "not rtl and not notebooks"
+
+sim: $(STAMP)
+	$(PY) -m testbenches.run $(TEST)
+
+regress: $(STAMP)
+	$(PY) -m testbenches.regress
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.run
+
+report: $(STAMP)
+	$(PY) -m rtl.report
+
+notebooks: $(STAMP)
+	MGRADE_NB_SETTING=full $(PY) -m analysis.run_notebooks
+
+clean:
+	rm -rf build sim_build .pytest_cache .hypothesis
