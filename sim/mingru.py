@@ -1,0 +1,116 @@
+"""The minGRU core of the chip: gate code, SC state update, output comparator.
+
+This is the one place where the state update lives. The exact row of the README table::
+
+    h = sat_h(h + round_h((k * (hc - h)) >> b_z))          i.e.  h + z (hc - h),  z = k / 2**b_z
+
+is :func:`state_update`. :func:`state_update_sc` is the same update with the switched-capacitor
+non-idealities of :mod:`sim.noise` (all in LSB of ``h``, real-valued), rounded once by ``h``'s rule
+at the same point; with no non-ideality it returns exactly what :func:`state_update` returns.
+
+Likewise :func:`gate` and :func:`heaviside` take optional offsets/noise that are added *before*
+the contract's rounding/decision point; with ``None`` they are the integer contract itself
+(:func:`spec.arch.gate_code`, ``h > 0``), with zeros the real path gives the same bits.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from spec.arch import gate_code
+from spec.fixedpoint import Format, Rounding, round_shift
+
+from .quant import round_real
+
+__all__ = ["state_update", "state_update_sc", "gate", "heaviside"]
+
+
+def state_update(h: np.ndarray, k: np.ndarray, hc: np.ndarray, *, b_z: int, fmt_h: Format
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """One step of the SC state update, exactly the README row
+    ``h = sat_h(h + round_h((k * (hc - h)) >> b_z))``.
+
+    ``h``, ``hc``: int64 codes of ``fmt_h``; ``k``: int64 gate codes (0 .. 2**b_z - 1).
+    Returns ``(h_new, h_unsat)``: the saturated new state and the value before saturation
+    (``h_new != h_unsat`` marks the saturation events).
+    """
+    h_unsat = h + round_shift(k * (hc - h), b_z, fmt_h.rounding)
+    return _sat(h_unsat, fmt_h), h_unsat
+
+
+def _sat(x: np.ndarray, fmt: Format) -> np.ndarray:
+    """Clip to ``fmt`` (what ``spec.fixedpoint.saturate`` returns, without its count: the callers
+    count in bulk, per chunk, from ``h_unsat``)."""
+    return np.minimum(np.maximum(x, fmt.min_int), fmt.max_int)
+
+
+def state_update_sc(h: np.ndarray, k: np.ndarray, hc: np.ndarray, *, b_z: int, fmt_h: Format,
+                    z_eff: np.ndarray | None = None, leak: np.ndarray | None = None,
+                    offset: np.ndarray | float | None = None, noise: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The SC state update with non-idealities, on the LSB grid of ``h``::
+
+        h_held = leak * h                                      (decay while held, leak = exp(-T/RC))
+        delta  = (h_held - h) + z(k) * (hc - h_held) + offset + noise
+        h_new  = sat_h(h + round_h(delta))
+
+    ``z(k) = z_eff[c, k]`` (per channel, per code; mismatch) or ``k / 2**b_z``; ``offset`` is a
+    static per-channel shift (charge injection), ``noise`` a per-step draw (kT/C), both in LSB.
+    With every argument ``None`` (or ideal: ``z_eff = k/2**b_z``, ``leak = 1``, zeros)
+    ``delta = k (hc - h) / 2**b_z`` exactly in float64 and the result equals :func:`state_update`
+    bit for bit. Rounding the *increment* (not ``h + delta``) keeps ``half_even`` identical too.
+    """
+    hf = h.astype(np.float64)
+    if leak is None:
+        held, delta = hf, 0.0
+    else:
+        held = hf * leak
+        delta = held - hf
+    if z_eff is None:
+        z = k * (1.0 / (1 << b_z))
+    else:
+        z = z_eff[np.arange(z_eff.shape[0]), k]          # (..., H) gather of each channel's table
+    delta = delta + z * (hc - held)
+    if offset is not None:
+        delta = delta + offset
+    if noise is not None:
+        delta = delta + noise
+    lim = 2.0 ** (fmt_h.bits + 1)          # beyond this h saturates anyway; keeps the cast in range
+    h_unsat = h + round_real(np.clip(delta, -lim, lim), fmt_h.rounding, h.dtype)
+    return _sat(h_unsat, fmt_h), h_unsat
+
+
+def gate(acc: np.ndarray, frac: int, bits: int, rounding: Rounding | str, *,
+         offset: np.ndarray | float | None = None, noise: np.ndarray | None = None, dtype=np.int64) -> np.ndarray:
+    """Gate code ``k`` from the exact accumulator ``acc`` (value ``acc * 2**-frac``).
+
+    Without offset/noise: :func:`spec.arch.gate_code` (the contract). With them (in units of the
+    gate code's LSB, i.e. of ``z``'s 2**-bits, input-referred comparator offset and noise of the
+    digitiser): ``k = clip(round(acc / 2**s + offset + noise) + 2**(bits-1), 0, 2**bits - 1)``,
+    ``s = frac - bits + 2``; exact for zero offset/noise. ``dtype``: of the real path's codes.
+    """
+    if offset is None and noise is None:
+        return gate_code(acc, frac, bits, rounding)
+    s = frac - bits + 2
+    x = acc * (2.0 ** -s)
+    if offset is not None:
+        x = x + offset
+    if noise is not None:
+        x = x + noise
+    lim = 2.0 ** (bits + 1)                # beyond this k clips anyway; keeps the cast in range
+    k = round_real(np.clip(x, -lim, lim), rounding, dtype) + (1 << (bits - 1))
+    return np.clip(k, 0, (1 << bits) - 1)
+
+
+def heaviside(h: np.ndarray, f_out: int, *, offset: np.ndarray | float | None = None,
+              noise: np.ndarray | None = None) -> np.ndarray:
+    """Comparator output ``o = (h > 0) << f_out`` (value 1.0 or 0 in a format with ``f_out``
+    fraction bits), in ``h``'s dtype. ``offset``/``noise`` (LSB of ``h``) are added to ``h`` before the
+    decision."""
+    if offset is None and noise is None:
+        return (h > 0).astype(h.dtype) << f_out
+    x = h.astype(np.float64)
+    if offset is not None:
+        x = x + offset
+    if noise is not None:
+        x = x + noise
+    return (x > 0).astype(h.dtype) << f_out
