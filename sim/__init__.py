@@ -1,11 +1,22 @@
-"""Bit-accurate NumPy model of mGRADE-HW (``Network``), its float64 reference and SC non-idealities.
+"""Bit-accurate NumPy model of mGRADE-HW, its float64 reference, and switched-capacitor non-idealities.
 
-    from sim import Network
-    net = Network(bundle)                      # exact integer contract (README, spec/)
-    res = net.run(x, lengths=None, trace=True) # whole sequences: res.logits, res.step_logits, ...
-    st = net.init_state(batch); st, l = net.step(st, x_t); net.readout(st)   # streaming, same bits
+    from sim import Network, NoiseModel
+    net = Network(bundle)                               # the exact integer contract (README, spec/)
+    res = net.run(x, lengths=None, trace=True)          # whole sequences (B, T, d_in) or (B, T) tokens
+    res.logits, res.step_logits, res.saturations, res.trace, res.predictions
+    st = net.init_state(batch)                          # streaming: the same bits, one step at a time
+    st, step_logits = net.step(st, x_t); net.readout(st)
+
+    chip = Network(bundle, noise=NoiseModel.default(seed=3))   # one drawn chip (static errors)
+    chip.run(x, seed=0)                                 # dynamic noise (kT/C, comparators) from seed
+
+    from sim import Reference, deviation                # float64 reference; distance of the fixed point
+
+Modules: ``network`` (Network, Result, State, trace/saturation names), ``mingru`` (gate code, SC
+state update, comparator), ``delayline`` (ring buffers and the sparse convolution), ``quant``
+(counted requantisation, exact float64 BLAS), ``noise`` (non-idealities), ``reference``.
 """
-from .network import LAYER_TRACE_NAMES, Network, Result, State, saturation_names, trace_names
+from .network import LAYER_TRACE_NAMES, Network, Result, State, saturation_names, trace_names, work_dtype
 from .noise import (ChargeInjection, Chip, Comparator, Leakage, Mismatch, NoiseModel, ReferenceLevels,
                     Thermal)
 from .reference import Reference, ReferenceResult, deviation, float_params

@@ -11,9 +11,15 @@ over time:
   in float64 BLAS, exact below 2**53, proven once at construction with ``spec.arch.acc_bound``);
   only ``h`` steps through time, elementwise over ``B x H`` (:func:`sim.mingru.state_update`).
 * :meth:`Network.step` is the same engine with ``T_c = 1`` on a :class:`State` (delay-line ring
-  buffers, ``h`` per layer, the logit accumulator, the step count, saturation counts).
+  buffers, ``h`` per layer, the logit accumulator, the step count, saturation counts); its
+  convolution reads the ring buffer directly (:func:`sim.delayline.conv_step`) where a chunk
+  unrolls it (:func:`sim.delayline.conv_chunk`).
 
-So the whole-sequence result and a loop of ``step`` agree bit for bit (tests check it).
+The whole-sequence result and a loop of ``step`` agree bit for bit, and both agree with a literal
+step-by-step transcription of the README table (``tests/test_sim_network.py``).
+
+Integers are held in int32 when every intermediate of the contract provably fits (default formats;
+:func:`work_dtype`), else int64; results and traces are returned as int64.
 
 Saturation counts: one key per tensor that can saturate, named like the trace keys ('enc',
 'layers.{i}.{s,u,hc,h,o,r,m1,y,a}', 'logit', 'logit_acc'); a key counts *events* (an element
@@ -36,11 +42,15 @@ from spec.bundle import Bundle
 from spec.fixedpoint import align
 
 from . import mingru
-from .delayline import conv_chunk
+from .delayline import conv_chunk, conv_step
 from .noise import Chip, NoiseModel
 from .quant import ExactGemm, SatCounter, round_real
 
 __all__ = ["Network", "Result", "State", "trace_names", "saturation_names", "LAYER_TRACE_NAMES"]
+
+#: Default chunk of :meth:`Network.run`: about this many rows (steps x batch) per chunk; big
+#: enough for efficient BLAS calls, small enough for the chunk's tensors to stay in cache.
+_CHUNK_ROWS = 4096
 
 #: Per-layer trace names, in data-flow order (a subset exists for a given architecture).
 LAYER_TRACE_NAMES = ("s", "u", "k", "hc", "h", "o", "r", "m1", "y", "a")
@@ -234,7 +244,7 @@ class Network:
     noise:  optional :class:`sim.noise.NoiseModel`; its static errors are drawn once here (one chip
             instance, from ``noise.seed``), its dynamic noise per run/stream (``seed`` arguments).
             ``None`` runs the exact integer contract.
-    chunk:  steps per chunk of :meth:`run` (default: about 8192 rows of ``T_c x B``).
+    chunk:  steps per chunk of :meth:`run` (default: about 4096 rows of ``T_c x B``).
     check_exact: convert every BLAS result with ``spec.fixedpoint.to_int64`` (re-verifies at run
             time what the construction-time bound already proves; slower).
 
@@ -328,7 +338,7 @@ class Network:
             lengths = self._check_lengths(lengths, B, T)
             if (lengths < T).any():
                 valid_all = np.arange(T)[:, None] < lengths[None, :]          # (T, B)
-        Tc = chunk or self.chunk or max(1, min(T, 8192 // B if B < 8192 else 1))
+        Tc = chunk or self.chunk or max(1, min(T, _CHUNK_ROWS // B))
         if not isinstance(Tc, (int, np.integer)) or Tc < 1:
             raise ValueError(f"chunk must be a positive integer, not {chunk!r}")
         st = self.init_state(B, seed=seed)
@@ -431,7 +441,10 @@ class Network:
         if A.taps:
             s = sat.q(p + "s", a, fa, F.dl)
             rec(p + "s", s)
-            acc = conv_chunk(st.lines[i], s, L.delays, L.wconv, st.t)
+            if s.shape[0] == 1:                  # streaming: read the ring buffer directly
+                acc = conv_step(st.lines[i], s[0], L.delays, L.wconv, st.t)[None]
+            else:
+                acc = conv_chunk(st.lines[i], s, L.delays, L.wconv, st.t)
             u = sat.q(p + "u", acc, F.dl.frac + F.w_conv.frac, F.act)
             if A.skip:
                 u = sat.sat(p + "u", u + a, F.act)
@@ -450,7 +463,7 @@ class Network:
         rec(p + "k", k)
         rec(p + "hc", hc)
         # the recurrence
-        h = self._recur(L, chip, st, k, hc, sat, valid)
+        h = self._recur(L, chip, st, k, hc, valid)
         rec(p + "h", h)
         # output
         if A.rnn_out == "linear":
@@ -508,8 +521,7 @@ class Network:
         hc = sat.sat(L.prefix + "hc", round_real(np.clip(x, -lim, lim), F.h.rounding, self.wdt), F.h)
         return k, hc
 
-    def _recur(self, L: _Layer, chip, st: State, k: np.ndarray, hc: np.ndarray, sat: SatCounter,
-               valid) -> np.ndarray:
+    def _recur(self, L: _Layer, chip, st: State, k: np.ndarray, hc: np.ndarray, valid) -> np.ndarray:
         """Run ``h`` through the chunk; returns (T_c, B, H) states, counts ``h`` saturations."""
         F, bz, i = self.formats, self.arch.gate_bits, L.i
         Tc = k.shape[0]

@@ -32,6 +32,13 @@ from per-(layer, kind) streams seeded by the run's seed (default: derived from `
 Each stream is consumed in time order whatever the chunking, so ``Network.run`` and a loop of
 ``Network.step`` see the same draws and agree bit for bit with noise too (same batch size).
 
+Use::
+
+    model = NoiseModel(thermal=Thermal(capacitance=50e-15), comparator=Comparator(), seed=3)  # any subset
+    net = Network(bundle, noise=model)        # draws chip 3's static errors once
+    net.run(x, seed=0); net.run(x, seed=1)    # two realisations of the dynamic noise on that chip
+    model.describe(bundle.arch, bundle.formats)   # the magnitudes in LSB
+
 Defaults are this project's choice (the chip's values are unknown; see
 shared/reference/papers.md section 5.4), documented per field.
 """
@@ -257,7 +264,10 @@ class Chip:
 
     def streams(self, seed: int | None = None) -> dict[tuple[int, str], np.random.Generator]:
         """Fresh dynamic-noise streams, one per (layer, kind). ``seed=None``: the model's."""
-        base = np.random.SeedSequence([1, self.model.seed if seed is None else seed])
+        seed = self.model.seed if seed is None else seed
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+            raise ValueError(f"a noise seed must be an integer >= 0, not {seed!r}")
+        base = np.random.SeedSequence([1, int(seed)])
         kids = base.spawn(len(self.layers) * len(STREAM_KINDS))
         return {(i, kind): np.random.Generator(np.random.PCG64(kids[i * len(STREAM_KINDS) + j]))
                 for i in range(len(self.layers)) for j, kind in enumerate(STREAM_KINDS)}
@@ -290,8 +300,8 @@ class NoiseModel:
             v = getattr(self, name)
             if v is not None and not isinstance(v, cls):
                 raise ValueError(f"NoiseModel.{name} must be a {cls.__name__} or None, not {v!r}")
-        if not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool):
-            raise ValueError(f"NoiseModel.seed must be an integer, not {self.seed!r}")
+        if not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ValueError(f"NoiseModel.seed must be an integer >= 0, not {self.seed!r}")
 
     @classmethod
     def default(cls, seed: int = 0, **overrides: Any) -> "NoiseModel":
@@ -320,6 +330,35 @@ class NoiseModel:
     def v_lsb_gate(self, arch: Arch) -> float:
         """Volts per LSB of the gate code."""
         return self.v_fs_gate / 2.0 ** arch.gate_bits
+
+    def describe(self, arch: Arch, fmts: Formats) -> dict[str, float]:
+        """Magnitudes of the configured effects in LSB (what :meth:`realize` draws from), for reports:
+        ``thermal_update_sigma`` / ``thermal_candidate_sigma`` (LSB of h), ``mismatch_unit_sigma``
+        (relative), ``leak_per_step`` (fraction of h lost per step), ``injection_per_update`` (LSB of
+        h, mean), ``comparator_gate_offset_sigma`` / ``comparator_gate_noise`` (gate LSB),
+        ``comparator_h_offset_sigma`` / ``comparator_h_noise`` (LSB of h), ``reference_sigma``
+        (LSB of w_rnn)."""
+        vh, vg, bz = self.v_lsb_h(fmts), self.v_lsb_gate(arch), arch.gate_bits
+        out: dict[str, float] = {}
+        if self.thermal is not None:
+            out["thermal_update_sigma"] = self.thermal.update_sigma_v(bz) / vh
+            out["thermal_candidate_sigma"] = self.thermal.candidate_sigma_v() / vh
+        if self.mismatch is not None:
+            out["mismatch_unit_sigma"] = self.mismatch.unit_sigma()
+        if self.leakage is not None:
+            out["leak_per_step"] = 1.0 - self.leakage.decay()
+        if self.injection is not None:
+            i = self.injection
+            out["injection_per_update"] = i.charge / i.capacitance * i.phase_factor(bz) / vh
+        if self.comparator is not None:
+            c = self.comparator
+            out["comparator_gate_offset_sigma"] = c.offset / vg
+            out["comparator_gate_noise"] = c.noise / vg
+            out["comparator_h_offset_sigma"] = c.offset / vh
+            out["comparator_h_noise"] = c.noise / vh
+        if self.references is not None:
+            out["reference_sigma"] = self.references.sigma / (self.references.v_fs / 2.0 ** fmts.w_rnn.bits)
+        return out
 
     # -- instance --------------------------------------------------------------------------------
     def realize(self, arch: Arch, fmts: Formats, tensors: dict[str, np.ndarray]) -> Chip:

@@ -147,6 +147,8 @@ def test_thermal_kTC_sigma_halves_when_C_quadruples(bundle, first_step):
         assert sig[C] == pytest.approx(theory, rel=STD_RTOL), (C, sig[C], theory)
         assert abs(e.mean()) < 4 * theory / math.sqrt(e.size)
     assert sig[10e-15] / sig[40e-15] == pytest.approx(2.0, rel=RATIO_RTOL)
+    d = NoiseModel(thermal=Thermal(capacitance=10e-15)).describe(ARCH, bundle.formats)
+    assert d["thermal_update_sigma"] == pytest.approx(sig[10e-15], rel=STD_RTOL)
     # the candidate's own kT/C sample: sqrt(kT/C)
     e = _first_step_error(bundle, first_step, NoiseModel(thermal=Thermal(capacitance=10e-15)), "layers.0.hc")
     assert math.sqrt(e.var() - 1 / 6) == pytest.approx(math.sqrt(K_B * 300.0 / 10e-15) / V_LSB, rel=STD_RTOL)
@@ -298,3 +300,7 @@ def test_noise_model_validation():
         Network(random_bundle(ARCH), noise=Thermal())
     with pytest.raises(ValueError, match="v_fs must be a number > 0"):
         NoiseModel(v_fs=-1.0)
+    with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+        NoiseModel(seed=-3)
+    with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+        Network(random_bundle(ARCH), noise=NoiseModel()).run(_x(1, 3), seed=1.5)
