@@ -23,7 +23,8 @@ import torch
 from spec.arch import Arch, Formats, acc_bound, acc_frac, gate_code
 from spec.fixedpoint import Format, align, requantize, round_shift, saturate, to_int64
 
-__all__ = ["IntResult", "run_integer", "sc_state_update", "as_int_tensors", "saturation_points"]
+__all__ = ["IntResult", "run_integer", "sc_state_update", "as_int_tensors", "saturation_points",
+           "sc_state_sequence"]
 
 
 @dataclasses.dataclass
@@ -55,6 +56,19 @@ def sc_state_update(h: torch.Tensor, k: torch.Tensor, hc: torch.Tensor, gate_bit
     z-weighted bank. Returns ``(h, number_of_saturations)``.
     """
     return saturate(h + round_shift(k * (hc - h), gate_bits, h_fmt.rounding), h_fmt)
+
+
+@torch.no_grad()
+def sc_state_sequence(k: torch.Tensor, hc: torch.Tensor, gate_bits: int, h_fmt: Format) -> torch.Tensor:
+    """All states (B, T, H) of :func:`sc_state_update` from ``h = 0``, without saturation counts
+    (no host synchronisation per step): the hardware-aware training forward uses it."""
+    h = torch.zeros_like(hc[:, 0])
+    out = torch.empty_like(hc)
+    for t in range(hc.shape[1]):
+        h = (h + round_shift(k[:, t] * (hc[:, t] - h), gate_bits, h_fmt.rounding)).clamp_(h_fmt.min_int,
+                                                                                           h_fmt.max_int)
+        out[:, t] = h
+    return out
 
 
 def saturation_points(arch: Arch) -> list[str]:

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from spec.arch import Arch, Formats, tensor_specs
 from spec.fixedpoint import Format, quantize_real
 
-from .intpath import IntResult, run_integer
+from .intpath import IntResult, run_integer, sc_state_sequence
 from .quant import fq_act, fq_gate, fq_weight, heaviside
 from .scan import linear_scan, linear_scan_sequential
 
@@ -185,7 +185,15 @@ class MinGRU(nn.Module):
     ``z_t = gate(Wz u_t + bz)``, ``hc_t = Wh u_t + bh``, ``h_t = (1 - z_t) h_{t-1} + z_t hc_t``.
     Training uses the parallel scan (:func:`models.scan.linear_scan`); ``sequential=True`` runs the
     same recurrence one step at a time.
+
+    Hardware-aware mode with ``exact_state`` (the default): the chip rounds ``h`` at every step
+    (:func:`models.intpath.sc_state_update`), which leaves a dead band of up to ``2**(b_z-1)/k``
+    LSB around ``hc`` for a slow gate ``k``, something the real-valued scan does not have. The
+    forward pass then uses the exact integer state sequence and the backward pass the scan's
+    gradient (a straight-through estimator for the whole recurrence).
     """
+
+    exact_state = True
 
     def __init__(self, hidden: int, z_init: tuple[float, float] = (1 / 64, 0.5)):
         super().__init__()
@@ -207,6 +215,12 @@ class MinGRU(nn.Module):
         z, hc = self.gate_and_candidate(u, q)
         scan = linear_scan_sequential if sequential else linear_scan
         h = scan(1.0 - z, z * hc)              # h_t = (1 - z_t) h_{t-1} + z_t hc_t
+        if q.on and self.exact_state:
+            fh, bz = q.fmts.h, q.gate_bits
+            k = torch.round(z.detach() * 2.0 ** bz).long()
+            hc_codes = torch.round(hc.detach() * 2.0 ** fh.frac).long()
+            h_chip = sc_state_sequence(k, hc_codes, bz, fh).to(h.dtype) * 2.0 ** -fh.frac
+            return h + (h_chip - h).detach()
         return q.a(h, "h")
 
 
@@ -239,8 +253,10 @@ class ChannelNorm(nn.Module):
     ``b = beta - mean * g``, what the chip computes (one multiply, one add per channel and step).
     """
 
-    def __init__(self, hidden: int, momentum: float = 0.05, eps: float = 1e-5):
+    def __init__(self, hidden: int, momentum: float = 0.05, eps: float = 1e-5,
+                 gain_range: tuple[float, float] | None = None):
         super().__init__()
+        self.gain_range = gain_range      # the chip's g range (formats.w_norm): BN's gain is clipped to it
         self.weight = nn.Parameter(torch.ones(hidden))
         self.bias = nn.Parameter(torch.zeros(hidden))
         self.register_buffer("running_mean", torch.zeros(hidden))
@@ -268,13 +284,17 @@ class ChannelNorm(nn.Module):
                 self.running_var.lerp_(unbiased.detach().to(self.running_var.dtype), self.momentum)
         else:
             mean, var = self.running_mean, self.running_var
-        return (y - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+        return (y - mean) * self.gain(var) + self.bias
+
+    def gain(self, var: torch.Tensor) -> torch.Tensor:
+        g = self.weight * torch.rsqrt(var + self.eps)
+        return g if self.gain_range is None else g.clamp(*self.gain_range)
 
     @torch.no_grad()
     def fold(self) -> None:
         if bool(self.folded):
             return
-        g = self.weight * torch.rsqrt(self.running_var + self.eps)
+        g = self.gain(self.running_var)
         b = self.bias - self.running_mean * g
         self.weight.copy_(g)
         self.bias.copy_(b)
@@ -287,14 +307,15 @@ class ChannelNorm(nn.Module):
 # Layer and network
 # ---------------------------------------------------------------------------------------------
 class MGRADELayer(nn.Module):
-    def __init__(self, arch: Arch, interp: str = "gauss", sigma: float = 1.0):
+    def __init__(self, arch: Arch, interp: str = "gauss", sigma: float = 1.0,
+                 gain_range: tuple[float, float] | None = None):
         super().__init__()
         H = arch.hidden
         self.arch = arch
         self.conv = DelayConv(H, arch.taps, arch.d_max, interp, sigma) if arch.taps else None
         self.rnn = MinGRU(H)
         self.mix = Mixer(H, arch.mix_width, arch.mix) if arch.mix != "none" else None
-        self.norm = ChannelNorm(H) if arch.norm == "affine" else None
+        self.norm = ChannelNorm(H, gain_range=gain_range) if arch.norm == "affine" else None
 
     def forward(self, a: torch.Tensor, mask, q: _Q, sequential: bool = False) -> torch.Tensor:
         arch = self.arch
@@ -343,7 +364,9 @@ class MGRADE(nn.Module):
         else:
             self.encoder = nn.Embedding(arch.d_in, H)
             nn.init.normal_(self.encoder.weight, std=1.0)
-        self.layers = nn.ModuleList(MGRADELayer(arch, interp, sigma) for _ in range(arch.layers))
+        wn = self.formats.w_norm
+        gain_range = (float(wn.min_value), float(wn.max_value))
+        self.layers = nn.ModuleList(MGRADELayer(arch, interp, sigma, gain_range) for _ in range(arch.layers))
         self.decoder = nn.Linear(H, arch.n_classes)
         self.register_buffer("qat", torch.tensor(False))
 
@@ -361,10 +384,6 @@ class MGRADE(nn.Module):
     def set_sigma(self, sigma: float) -> None:
         for c in self.convs():
             c.set_sigma(sigma)
-
-    def clamp_(self) -> None:
-        for c in self.convs():
-            c.clamp_()
 
     @torch.no_grad()
     def quantize(self, formats: Formats | None = None, train_delays: bool = False) -> "MGRADE":
@@ -440,6 +459,45 @@ class MGRADE(nn.Module):
         return (logits, steps) if return_steps else logits
 
     # -- integer path ----------------------------------------------------------------------------
+    def parameter_roles(self) -> dict[str, tuple[torch.Tensor, str]]:
+        """Bundle tensor name -> (parameter, format role), for every parameter the chip stores
+        (the delays, role 'delay', are handled by :meth:`DelayConv.delays`)."""
+        src: dict[str, tuple[torch.Tensor, str]] = {}
+        if self.arch.encoder == "linear":
+            src["enc.w"] = (self.encoder.weight, "w_enc")
+            src["enc.b"] = (self.encoder.bias, "bias")
+        else:
+            src["enc.table"] = (self.encoder.weight, "act")
+        for i, l in enumerate(self.layers):
+            p = f"layers.{i}."
+            if l.conv is not None:
+                src[p + "conv.w"] = (l.conv.weight, "w_conv")
+            src[p + "rnn.wz"] = (l.rnn.wz.weight, "w_rnn")
+            src[p + "rnn.bz"] = (l.rnn.wz.bias, "bias")
+            src[p + "rnn.wh"] = (l.rnn.wh.weight, "w_rnn")
+            src[p + "rnn.bh"] = (l.rnn.wh.bias, "bias")
+            if l.mix is not None:
+                src[p + "mix.w1"] = (l.mix.w1.weight, "w_mix")
+                src[p + "mix.b1"] = (l.mix.w1.bias, "bias")
+                src[p + "mix.w2"] = (l.mix.w2.weight, "w_mix")
+                src[p + "mix.b2"] = (l.mix.w2.bias, "bias")
+            if l.norm is not None and bool(l.norm.folded):
+                src[p + "norm.g"] = (l.norm.weight, "w_norm")
+                src[p + "norm.b"] = (l.norm.bias, "bias")
+        src["out.w"] = (self.decoder.weight, "w_out")
+        src["out.b"] = (self.decoder.bias, "bias")
+        return src
+
+    @torch.no_grad()
+    def clamp_(self) -> None:
+        """Project the parameters onto what the chip can hold (call after each optimiser step):
+        tap positions into ``[0, d_max]``, every stored parameter into its format's range."""
+        for c in self.convs():
+            c.clamp_()
+        for t, role in self.parameter_roles().values():
+            f = getattr(self.formats, role)
+            t.clamp_(float(f.min_value), float(f.max_value))
+
     @torch.no_grad()
     def integer_tensors(self, count: dict | None = None) -> dict[str, torch.Tensor]:
         """The bundle's integer tensors (int64, on the model's device) of the quantised model.
@@ -450,38 +508,15 @@ class MGRADE(nn.Module):
         if not self.quantized:
             raise RuntimeError("integer_tensors() needs a quantised model: call model.quantize() first "
                                "(or use models.export.bundle_from_model, which works on a copy)")
-        fm = self.formats
-        src: dict[str, tuple[torch.Tensor, str]] = {}
-        if self.arch.encoder == "linear":
-            src["enc.w"] = (self.encoder.weight, "w_enc")
-            src["enc.b"] = (self.encoder.bias, "bias")
-        else:
-            src["enc.table"] = (self.encoder.weight, "act")
         out: dict[str, torch.Tensor] = {}
-        for i, l in enumerate(self.layers):
-            p = f"layers.{i}."
-            if l.conv is not None:
-                src[p + "conv.w"] = (l.conv.weight, "w_conv")
-                out[p + "conv.delay"] = l.conv.delays()
-            src[p + "rnn.wz"] = (l.rnn.wz.weight, "w_rnn")
-            src[p + "rnn.bz"] = (l.rnn.wz.bias, "bias")
-            src[p + "rnn.wh"] = (l.rnn.wh.weight, "w_rnn")
-            src[p + "rnn.bh"] = (l.rnn.wh.bias, "bias")
-            if l.mix is not None:
-                src[p + "mix.w1"] = (l.mix.w1.weight, "w_mix")
-                src[p + "mix.b1"] = (l.mix.w1.bias, "bias")
-                src[p + "mix.w2"] = (l.mix.w2.weight, "w_mix")
-                src[p + "mix.b2"] = (l.mix.w2.bias, "bias")
-            if l.norm is not None:
-                src[p + "norm.g"] = (l.norm.weight, "w_norm")
-                src[p + "norm.b"] = (l.norm.bias, "bias")
-        src["out.w"] = (self.decoder.weight, "w_out")
-        src["out.b"] = (self.decoder.bias, "bias")
-        for name, (t, role) in src.items():
-            codes, n = quantize_real(t.detach(), getattr(fm, role))
+        for name, (t, role) in self.parameter_roles().items():
+            codes, n = quantize_real(t.detach(), getattr(self.formats, role))
             out[name] = codes
             if count is not None and n:
                 count[name] = count.get(name, 0) + n
+        for i, l in enumerate(self.layers):
+            if l.conv is not None:
+                out[f"layers.{i}.conv.delay"] = l.conv.delays()
         order = [s.name for s in tensor_specs(self.arch)]
         assert set(order) == set(out), (sorted(order), sorted(out))
         return {k: out[k] for k in order}

@@ -70,7 +70,7 @@ def _kind(name: str) -> str:
 VOCAB_SIZES = {"listops": 16, "text": 257, "retrieval": 257}
 
 #: default loader options per task (``models.data.load_task`` keyword arguments)
-DEFAULT_OPTIONS = {"gsc12": {"resplit": "speaker"}}
+DEFAULT_OPTIONS = {"gsc12": {"resplit": "clip"}}
 
 
 def _vocab(name: str, ds, x) -> int:

@@ -297,8 +297,8 @@ def main(argv=None) -> int:
         history, metrics = ck.get("history", []), ck.get("metrics", {})
         rng = np.random.default_rng()
         rng.bit_generator.state = ck["rng"]["numpy"]
-        gen.set_state(ck["rng"]["torch_gen"])
-        torch.set_rng_state(ck["rng"]["torch"])
+        gen.set_state(ck["rng"]["torch_gen"].cpu())      # map_location may have moved them
+        torch.set_rng_state(ck["rng"]["torch"].cpu())
         print(f"[train] resumed from {ck_path} at epoch {epoch} ({'QAT' if model.quantized else 'float'} phase)")
 
     def checkpoint(path: Path):
