@@ -1,4 +1,6 @@
 """The hardware-aware model in eval mode computes exactly what sim/ computes (bit for bit)."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +9,7 @@ from spec import Arch, Formats, Format, random_bundle
 from models import MGRADE, bundle_from_model, model_from_bundle
 from models.intpath import as_int_tensors, run_integer, saturation_points
 
-sim = pytest.importorskip("sim")
+import sim
 
 ARCHS = {
     "linear-mlp": Arch(d_in=1, n_classes=5, hidden=12, layers=2, taps=4, d_max=15),
@@ -109,9 +111,6 @@ def test_trained_quantised_model_equals_sim():
 
 def test_streams_from_data_fixtures_equal_sim():
     """Real streams (fixture data of models.data) for each encoder type: audio, pixels, tokens."""
-    data = pytest.importorskip("models.data")
-    if not hasattr(data, "load_task"):
-        pytest.skip("models.data.load_task not available yet")
     from models.tasks import batches, load_split, task_info
 
     for task, frame, opts in (("gsc12", 16, {"resplit": None}), ("gsc12", 1, {"resplit": None}),
@@ -128,3 +127,33 @@ def test_streams_from_data_fixtures_equal_sim():
         r_sim = sim.Network(b).run(x.numpy(), lengths=lengths.numpy())
         r_int = model_from_bundle(b).run_integer(x, lengths)
         assert_same(r_sim, r_int, trace=False)
+
+
+SHIPPED = sorted((Path(__file__).resolve().parent.parent / "models" / "bundles").glob("*.npz"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_bundles_equal_sim_on_their_task(path):
+    """Every trained bundle in models/bundles: the quantised model rebuilt from it computes, on real
+    fixture examples of its own task, exactly the logits and saturations sim/ computes."""
+    from spec.bundle import load_bundle
+    from models.tasks import batches, load_split
+
+    b = load_bundle(path)
+    task = b.meta["task"]
+    opts = {"resplit": None} if task == "gsc12" else {}
+    split = load_split(task, "fixture", "test", limit=2, options=opts)
+    x, y, lengths = next(batches(split, 2, b.formats.x, b.meta["input"]["frame"]))
+    T = min(x.shape[1], 1500)                      # the first 1,500 steps keep the test fast
+    x, lengths = x[:, :T], lengths.clamp(max=T)
+    r_sim = sim.Network(b).run(x.numpy(), lengths=lengths.numpy())
+    m = model_from_bundle(b).eval()
+    r_int = m.run_integer(x, lengths)
+    assert_same(r_sim, r_int, trace=False)
+    with torch.no_grad():                          # and the eval-mode forward decides the same class
+        logits = m(x, lengths)
+    np.testing.assert_array_equal(r_sim.predictions, logits.argmax(-1).numpy())
+
+
+def test_shipped_bundles_exist():
+    assert {p.stem for p in SHIPPED} >= {"gsc12", "listops"}
