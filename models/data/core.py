@@ -97,6 +97,20 @@ def limit_index(n: int, limit: int | None, seed: int = 0) -> np.ndarray:
     return np.sort(idx)
 
 
+def holdout_mask(y: np.ndarray, val_pct: float, split: str) -> np.ndarray:
+    """Boolean mask of the examples of ``split`` ('val' or anything else = train) when the last
+    ``val_pct`` % of each class (in file order) is held out for validation. Small sets (fixtures)
+    still get one val example per class that has two or more."""
+    keep = np.zeros(len(y), dtype=bool)
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        n_val = int(round(len(idx) * val_pct / 100))
+        if val_pct > 0 and len(idx) >= 2:
+            n_val = max(1, n_val)
+        keep[idx[len(idx) - n_val:] if split == "val" else idx[: len(idx) - n_val]] = True
+    return keep
+
+
 # --------------------------------------------------------------------------------------------------
 # locations
 # --------------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .core import DataError, Dataset, cached_dataset, class_counts, limit_index, require_dir, tree_fingerprint
+from .core import DataError, holdout_mask, Dataset, cached_dataset, class_counts, limit_index, require_dir, tree_fingerprint
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 CITATION = ("A. Krizhevsky, 'Learning Multiple Layers of Features from Tiny Images', 2009; "
@@ -162,13 +162,7 @@ def load_cifar10(root: Path | str, split: str = "train", gray: bool = True, val_
     root = _cifar_root(root)
     rel, y = list_cifar(root, "test" if split == "test" else "train")
     if split != "test":
-        keep = np.zeros(len(y), dtype=bool)
-        for c in range(10):
-            idx = np.flatnonzero(y == c)
-            n_val = int(round(len(idx) * val_pct / 100))
-            if val_pct > 0 and len(idx) >= 2:
-                n_val = max(1, n_val)  # small sets (fixtures) still get a val example per class
-            keep[idx[len(idx) - n_val:] if split == "val" else idx[: len(idx) - n_val]] = True
+        keep = holdout_mask(y, val_pct, split)
         rel = [r for r, k in zip(rel, keep) if k]
         y = y[keep]
     sel = limit_index(len(rel), limit)

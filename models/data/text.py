@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .core import (DataError, Dataset, cached_dataset, class_counts, limit_index, require_dir,
+from .core import (DataError, holdout_mask, Dataset, cached_dataset, class_counts, limit_index, require_dir,
                    tree_fingerprint)
 
 PAD = 0
@@ -126,13 +126,7 @@ def load_imdb(root: Path | str, split: str = "train", max_len: int | None = LRA_
     src_split = "test" if split == "test" or (split == "val" and val == "lra") else "train"
     rel, y = list_imdb(root, src_split)
     if src_split == "train" and val == "holdout":
-        keep = np.zeros(len(y), dtype=bool)
-        for c in (0, 1):
-            idx = np.flatnonzero(y == c)
-            n_val = int(round(len(idx) * val_pct / 100))
-            if val_pct > 0 and len(idx) >= 2:
-                n_val = max(1, n_val)  # small sets (fixtures) still get a val example per class
-            keep[idx[len(idx) - n_val:] if split == "val" else idx[: len(idx) - n_val]] = True
+        keep = holdout_mask(y, val_pct, split)
         rel = [r for r, k in zip(rel, keep) if k]
         y = y[keep]
     sel = limit_index(len(rel), limit)
