@@ -1,0 +1,127 @@
+"""Run-time configuration address map, generated from :func:`spec.arch.tensor_specs`.
+
+Weights, biases and delays are not baked into the Verilog: they are written at run time through
+the ``cfg`` port (a :class:`CfgBus`: ``addr``, ``data``, ``en``), so one Verilator build serves any
+bundle of the same :class:`~spec.arch.Arch` and :class:`~spec.arch.Formats`.
+
+Every tensor lives in one wide memory whose word holds one element per *lane* (the lane is the
+output channel the element belongs to), written one element at a time::
+
+    addr = tensor_id << (WORD_BITS + LANE_BITS) | word << LANE_BITS | lane
+
+========================= ======= ===========================================
+tensor shape              lanes   element -> (word, lane)
+========================= ======= ===========================================
+matrix ``(R, N)``         H or C  ``(j // lanes * N + i, j % lanes)``
+vector ``(R,)``           H or C  ``(j // lanes, j % lanes)``
+``enc.table (V, H)``      H       ``(token, channel)``
+========================= ======= ===========================================
+
+The decoder (``out.*``) has ``C`` lanes, everything else ``H``. Rows beyond the lane count
+(the mixer's ``E = expand * H`` rows) are further *passes*, stored after each other.
+This module is the only place that knows the map: the RTL decodes it and the testbenches
+encode bundles with :meth:`AddressMap.writes`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+from amaranth.hdl import unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import Out
+from amaranth.utils import ceil_log2
+
+from spec.arch import Arch, Formats, TensorSpec, tensor_specs
+from spec.fixedpoint import Format
+
+__all__ = ["AddressMap", "MemEntry", "CfgBus", "delay_format"]
+
+
+def delay_format(arch: Arch) -> Format:
+    """Delays are unsigned integers of ``ceil(log2(d_max + 1))`` bits (as in ``memory_footprint``)."""
+    return Format(False, max(1, math.ceil(math.log2(arch.d_max + 1))), 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class MemEntry:
+    """Where one tensor lives: memory of ``depth`` words x ``lanes`` elements of ``fmt``."""
+
+    tid: int
+    spec: TensorSpec
+    fmt: Format
+    lanes: int
+    depth: int
+    lane_axis: int
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def locate(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(word, lane)`` of every element, arrays shaped like the tensor."""
+        shape = self.spec.shape
+        if len(shape) == 1:
+            j = np.arange(shape[0])
+            return j // self.lanes, j % self.lanes
+        r, n = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+        if self.lane_axis == 1:                     # embedding table: word = token, lane = channel
+            return r, n
+        return (r // self.lanes) * shape[1] + n, r % self.lanes
+
+
+class CfgBus(wiring.Signature):
+    """Configuration write bus: one element per cycle when ``en`` is high (no back-pressure)."""
+
+    def __init__(self, addr_width: int, data_width: int):
+        super().__init__({"addr": Out(unsigned(addr_width)), "data": Out(unsigned(data_width)),
+                          "en": Out(1)})
+
+
+class AddressMap:
+    """The configuration address map of one architecture (see the module docstring)."""
+
+    def __init__(self, arch: Arch, fmts: Formats):
+        self.arch, self.fmts = arch, fmts
+        H, C = arch.hidden, arch.n_classes
+        self.entries: dict[str, MemEntry] = {}
+        for tid, s in enumerate(tensor_specs(arch)):
+            fmt = delay_format(arch) if s.role == "delay" else getattr(fmts, s.role)
+            lanes = C if s.name.startswith("out.") else H
+            if s.name == "enc.table":
+                lane_axis, depth = 1, s.shape[0]
+            elif len(s.shape) == 1:
+                lane_axis, depth = 0, -(-s.shape[0] // lanes)
+            else:
+                lane_axis, depth = 0, -(-s.shape[0] // lanes) * s.shape[1]
+            self.entries[s.name] = MemEntry(tid, s, fmt, lanes, depth, lane_axis)
+        self.lane_bits = ceil_log2(max(e.lanes for e in self.entries.values()))
+        self.word_bits = ceil_log2(max(e.depth for e in self.entries.values()))
+        self.tid_bits = max(1, ceil_log2(len(self.entries)))
+        self.addr_width = self.tid_bits + self.word_bits + self.lane_bits
+        self.data_width = max(e.fmt.bits for e in self.entries.values())
+
+    def __getitem__(self, name: str) -> MemEntry:
+        return self.entries[name]
+
+    def signature(self) -> CfgBus:
+        return CfgBus(self.addr_width, self.data_width)
+
+    def address(self, name: str, word, lane):
+        e = self.entries[name]
+        return (e.tid << (self.word_bits + self.lane_bits)) | (np.asarray(word) << self.lane_bits) | np.asarray(lane)
+
+    def writes(self, tensors) -> tuple[np.ndarray, np.ndarray]:
+        """All configuration writes of a bundle (or a dict of tensors): ``(addr, data)`` uint64 arrays.
+
+        ``data`` is the element's code in two's complement, ``data_width`` bits.
+        """
+        addrs, datas = [], []
+        mask = (1 << self.data_width) - 1
+        for name, e in self.entries.items():
+            a = np.asarray(tensors[name], dtype=np.int64)
+            word, lane = e.locate()
+            addrs.append(self.address(name, word, lane).reshape(-1).astype(np.uint64))
+            datas.append((a.reshape(-1) & mask).astype(np.uint64))
+        return np.concatenate(addrs), np.concatenate(datas)

@@ -1,0 +1,107 @@
+"""``DelayLineConv``: per-channel delay line and the K-tap convolution at programmable delays."""
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from spec.arch import Arch, Formats, acc_frac
+from .addrmap import AddressMap
+from .fixed import acc_shape, any_of, requantize, shape_of
+from .mac import MacLanes
+from .memory import weight_memory
+
+__all__ = ["DelayLineConv"]
+
+
+class DelayLineConv(wiring.Component):
+    """Delay-line convolution of one layer (README rows "delay line" and "convolution").
+
+    Each channel ``c`` owns a circular memory of ``d_max`` past samples ``s`` (format ``dl``);
+    delay 0 is the current sample ``s`` (input port), delay ``d >= 1`` reads slot
+    ``(t - d) mod d_max``, and a slot not yet written since ``first`` (``t - d < 0``) reads as 0.
+    The K taps are sequenced one per cycle over all channels at once: tap ``k`` reads
+    ``w[c, k]`` and ``delay[c, k]`` (run-time memories) and accumulates
+    ``w[c,k] * line[c, t - delay[c,k]]`` exactly; ``u0 = q_act(acc, f_dl + f_w_conv)``.
+    After the last tap the current sample is pushed (slot ``t mod d_max``).
+
+    Timing: ``start`` (1 cycle, clears the accumulator) + K tap cycles + 1 push cycle with
+    ``done`` high = ``K + 2`` cycles. ``u0`` stays valid until the next ``start``. Protocol: ``s``
+    and ``first`` are held from ``start`` through the ``done`` cycle (``s`` is pushed at its end),
+    and ``start`` comes after the ``done`` cycle (the owning layer's sequencer guarantees both).
+    """
+
+    def __init__(self, arch: Arch, fmts: Formats, amap: AddressMap, layer: int):
+        if arch.taps < 1:
+            raise ValueError("DelayLineConv needs arch.taps >= 1")
+        self.arch, self.fmts, self.amap, self.prefix = arch, fmts, amap, f"layers.{layer}.conv."
+        H = arch.hidden
+        super().__init__({
+            "cfg": In(amap.signature()),
+            "s": In(data.ArrayLayout(shape_of(fmts.dl), H)),
+            "first": In(1),
+            "start": In(1),
+            "done": Out(1),
+            "u0": Out(data.ArrayLayout(shape_of(fmts.act), H)),
+            "sat": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        arch, fmts = self.arch, self.fmts
+        H, K, D = arch.hidden, arch.taps, arch.d_max
+        f_acc = acc_frac(fmts.dl, fmts.w_conv)
+        m.submodules.mac = mac = MacLanes(H, shape_of(fmts.dl), shape_of(fmts.w_conv),
+                                          acc_shape(K, fmts.dl, fmts.w_conv))
+        k = Signal(range(max(K, 2)))
+        w = weight_memory(m, self.amap, self.prefix + "w", self.cfg, k)
+        dly = weight_memory(m, self.amap, self.prefix + "delay", self.cfg, k)
+
+        running = Signal()
+        pushing = Signal()
+        ptr = Signal(range(max(D, 1)))          # slot of the current step: t mod d_max
+        fill = Signal(range(D + 1))             # min(t, d_max): how many past samples exist
+
+        samples = []
+        for c in range(H):
+            if D == 0:
+                samples.append(self.s[c])
+                continue
+            line = Memory(shape=shape_of(fmts.dl), depth=D, init=[])
+            m.submodules[f"line{c}"] = line
+            wp = line.write_port()
+            rp = line.read_port(domain="comb")
+            d = dly[c]
+            diff = ptr - d
+            m.d.comb += [
+                rp.addr.eq(Mux(diff < 0, diff + D, diff)),
+                wp.addr.eq(ptr), wp.data.eq(self.s[c]), wp.en.eq(pushing),
+            ]
+            samples.append(Mux(d == 0, self.s[c], Mux(d <= fill, rp.data, 0)))
+
+        for c in range(H):
+            m.d.comb += [mac.x[c].eq(samples[c]), mac.w[c].eq(w[c]), mac.init[c].eq(0)]
+        m.d.comb += [mac.load.eq(self.start), mac.en.eq(running), self.done.eq(pushing)]
+
+        with m.If(self.start):
+            m.d.sync += [running.eq(1), k.eq(0)]
+            with m.If(self.first):
+                m.d.sync += [ptr.eq(0), fill.eq(0)]
+        with m.Elif(running):
+            m.d.sync += k.eq(k + 1)
+            with m.If(k == K - 1):
+                m.d.sync += [running.eq(0), pushing.eq(1)]
+        with m.Elif(pushing):
+            m.d.sync += pushing.eq(0)
+            if D:
+                m.d.sync += [ptr.eq(Mux(ptr == D - 1, 0, ptr + 1)), fill.eq(Mux(fill == D, D, fill + 1))]
+
+        sats = []
+        for c in range(H):
+            q, sat = requantize(mac.acc[c], f_acc, fmts.act)
+            m.d.comb += self.u0[c].eq(q)
+            sats.append(sat)
+        m.d.comb += self.sat.eq(any_of(sats))
+        return m

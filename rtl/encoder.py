@@ -1,0 +1,89 @@
+"""Encoders: ``LinearEncoder`` (x -> act by a d_in-column projection) and ``EmbeddingEncoder``."""
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from spec.arch import Arch, Formats, acc_frac
+from .addrmap import AddressMap
+from .fixed import acc_shape, align_bias, any_of, requantize, shape_of
+from .mac import MacLanes
+from .memory import weight_memory
+
+__all__ = ["LinearEncoder", "EmbeddingEncoder", "token_bits"]
+
+
+def token_bits(arch: Arch) -> int:
+    return max(1, ceil_log2(arch.d_in))
+
+
+class LinearEncoder(wiring.Component):
+    """``a0 = q_act(W_enc x + (b_enc << s), f_x + f_w_enc)``: H lanes, one input feature per cycle.
+
+    Timing: ``start`` (loads the bias) + d_in cycles + 1 cycle with ``done`` = ``d_in + 2``.
+    """
+
+    def __init__(self, arch: Arch, fmts: Formats, amap: AddressMap):
+        self.arch, self.fmts, self.amap = arch, fmts, amap
+        super().__init__({
+            "cfg": In(amap.signature()),
+            "x": In(data.ArrayLayout(shape_of(fmts.x), arch.d_in)),
+            "start": In(1),
+            "done": Out(1),
+            "a": Out(data.ArrayLayout(shape_of(fmts.act), arch.hidden)),
+            "sat": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        arch, fmts = self.arch, self.fmts
+        H, N = arch.hidden, arch.d_in
+        f_acc = acc_frac(fmts.x, fmts.w_enc)
+        m.submodules.mac = mac = MacLanes(H, shape_of(fmts.x), shape_of(fmts.w_enc),
+                                          acc_shape(N, fmts.x, fmts.w_enc, fmts.bias))
+        i = Signal(range(max(N, 2)))
+        running = Signal()
+        w = weight_memory(m, self.amap, "enc.w", self.cfg, i)
+        b = weight_memory(m, self.amap, "enc.b", self.cfg, 0)
+        xi = self.x[i]
+        for c in range(H):
+            m.d.comb += [mac.x[c].eq(xi), mac.w[c].eq(w[c]), mac.init[c].eq(align_bias(b[c], fmts.bias, f_acc))]
+        m.d.comb += [mac.load.eq(self.start), mac.en.eq(running)]
+        with m.If(self.start):
+            m.d.sync += [running.eq(1), i.eq(0)]
+        with m.Elif(running):
+            m.d.sync += i.eq(i + 1)
+            with m.If(i == N - 1):
+                m.d.sync += running.eq(0)
+        m.d.sync += self.done.eq(running & (i == N - 1))
+        sats = []
+        for c in range(H):
+            q, sat = requantize(mac.acc[c], f_acc, fmts.act)
+            m.d.comb += self.a[c].eq(q)
+            sats.append(sat)
+        m.d.comb += self.sat.eq(any_of(sats))
+        return m
+
+
+class EmbeddingEncoder(wiring.Component):
+    """``a0 = table[token]`` (table stored in ``act``): one read. ``done`` one cycle after ``start``."""
+
+    def __init__(self, arch: Arch, fmts: Formats, amap: AddressMap):
+        self.arch, self.fmts, self.amap = arch, fmts, amap
+        super().__init__({
+            "cfg": In(amap.signature()),
+            "token": In(token_bits(arch)),
+            "start": In(1),
+            "done": Out(1),
+            "a": Out(data.ArrayLayout(shape_of(fmts.act), arch.hidden)),
+            "sat": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        row = weight_memory(m, self.amap, "enc.table", self.cfg, self.token)
+        m.d.comb += [self.a.eq(row), self.sat.eq(0)]
+        m.d.sync += self.done.eq(self.start)
+        return m

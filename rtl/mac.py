@@ -1,0 +1,46 @@
+"""``MacLanes``: the time-multiplexed multiply-accumulate array every projection is built on."""
+from __future__ import annotations
+
+from amaranth.hdl import Module, ShapeLike
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["MacLanes"]
+
+
+class MacLanes(wiring.Component):
+    """``lanes`` parallel exact multiply-accumulators, one per output channel.
+
+    Each cycle with ``en`` high, lane ``j`` does ``acc[j] += x[j] * w[j]``; with ``load`` high it
+    starts over from ``init[j]`` (an aligned bias). A matrix-vector product of ``R <= lanes`` rows
+    and ``N`` columns takes ``N`` cycles: the sequencer broadcasts ``v[i]`` to every lane's ``x``
+    and presents weight column ``i``. The accumulator shape is exact (sized by
+    :func:`spec.arch.acc_bound`), so no rounding or wrapping happens inside a sum.
+
+    Members
+    -------
+    x, w : In(ArrayLayout)      operands per lane.
+    init : In(ArrayLayout)      value loaded by ``load``.
+    load, en : In(1)            ``load`` has priority.
+    acc : Out(ArrayLayout)      the accumulators (registers).
+    """
+
+    def __init__(self, lanes: int, x_shape: ShapeLike, w_shape: ShapeLike, acc_shape: ShapeLike):
+        self.lanes = lanes
+        super().__init__({
+            "x": In(data.ArrayLayout(x_shape, lanes)),
+            "w": In(data.ArrayLayout(w_shape, lanes)),
+            "init": In(data.ArrayLayout(acc_shape, lanes)),
+            "load": In(1),
+            "en": In(1),
+            "acc": Out(data.ArrayLayout(acc_shape, lanes)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        for j in range(self.lanes):
+            with m.If(self.load):
+                m.d.sync += self.acc[j].eq(self.init[j])
+            with m.Elif(self.en):
+                m.d.sync += self.acc[j].eq(self.acc[j] + self.x[j] * self.w[j])
+        return m

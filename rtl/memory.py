@@ -1,0 +1,41 @@
+"""Weight memories written at run time through the configuration bus (no baked ``init``)."""
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Value
+from amaranth.lib import data
+from amaranth.lib.memory import Memory
+
+from .addrmap import AddressMap
+from .fixed import shape_of
+
+__all__ = ["weight_memory"]
+
+
+def weight_memory(m: Module, amap: AddressMap, name: str, cfg, rd_addr=None):
+    """Add the memory that holds tensor ``name`` to ``m``; return its lane-array read data.
+
+    The memory has ``depth`` words of ``lanes`` elements (``ArrayLayout(fmt, lanes)``), one write
+    port driven by the configuration bus ``cfg`` (element granularity: the address's lane field
+    selects one element) and one asynchronous read port at ``rd_addr`` (a register file: the
+    value is available in the cycle the address is presented, which keeps the MAC sequencers
+    free of read latency). Returns a :class:`amaranth.lib.data.View` indexable by lane.
+    """
+    e = amap[name]
+    layout = data.ArrayLayout(shape_of(e.fmt), e.lanes)
+    mem = Memory(shape=layout, depth=e.depth, init=[])
+    m.submodules["mem_" + name.replace(".", "_")] = mem
+    wp = mem.write_port(granularity=1)
+    lane = cfg.addr[:amap.lane_bits] if amap.lane_bits else Value.cast(0)
+    word = cfg.addr[amap.lane_bits:amap.lane_bits + amap.word_bits]
+    tid = cfg.addr[amap.lane_bits + amap.word_bits:]
+    hit = cfg.en & (tid == e.tid)
+    elem = cfg.data[:e.fmt.bits]
+    m.d.comb += [
+        wp.addr.eq(word),
+        wp.data.eq(elem.replicate(e.lanes)),
+        wp.en.eq(Mux(hit, 1 << lane, 0)),
+    ]
+    rp = mem.read_port(domain="comb")
+    if rd_addr is not None:
+        m.d.comb += rp.addr.eq(rd_addr)
+    return rp.data

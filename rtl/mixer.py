@@ -1,0 +1,124 @@
+"""``ChannelMixer``: the per-step channel-mixing MLP or GLU of one layer."""
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from spec.arch import Arch, Formats, acc_frac
+from .addrmap import AddressMap
+from .fixed import acc_shape, align_bias, any_of, gate_code, requantize, shape_of
+from .mac import MacLanes
+from .memory import weight_memory
+
+__all__ = ["ChannelMixer"]
+
+
+class ChannelMixer(wiring.Component):
+    """Channel mixing (README rows "mixer (mlp)" / "mixer (glu)"), without the skip add.
+
+    One :class:`MacLanes` of H lanes. The expansion ``W1 r + b1`` has ``R = E`` (mlp) or ``2E``
+    (glu) rows, done in ``P = R / H`` passes of H cycles (pass ``p`` gives rows ``pH .. pH+H-1``);
+    each pass ends with one cycle that stores its rows into the register file ``m1``:
+
+    * mlp: ``m1 = max(0, q_act(p))``;
+    * glu: passes ``0..E/H-1`` store ``v = q_act(p[:E])``; passes ``E/H..`` replace them with
+      ``q_act(v * gate_code(p[E:]), f_a + b_z)``.
+
+    Then the projection ``W2 m1 + b2`` broadcasts ``m1[i]`` for ``i = 0..E-1`` (E cycles) and
+    ``m2 = q_act(acc)``. Timing: ``1 + P (H + 1) + E + 1`` cycles from ``start`` to ``done``
+    inclusive (the last pass's store cycle also loads ``b2``).
+    """
+
+    def __init__(self, arch: Arch, fmts: Formats, amap: AddressMap, layer: int):
+        if arch.mix not in ("mlp", "glu"):
+            raise ValueError(f"ChannelMixer implements mix='mlp' or 'glu', not {arch.mix!r}")
+        self.arch, self.fmts, self.amap, self.prefix = arch, fmts, amap, f"layers.{layer}.mix."
+        H, E = arch.hidden, arch.mix_width
+        super().__init__({
+            "cfg": In(amap.signature()),
+            "r": In(data.ArrayLayout(shape_of(fmts.act), H)),
+            "start": In(1),
+            "done": Out(1),
+            "m1": Out(data.ArrayLayout(shape_of(fmts.act), E)),
+            "m2": Out(data.ArrayLayout(shape_of(fmts.act), H)),
+            "sat": Out(1),
+        })
+
+    @staticmethod
+    def cycles(arch: Arch) -> int:
+        """Cycles from ``start`` to ``done`` inclusive."""
+        H, E = arch.hidden, arch.mix_width
+        P = (2 * E if arch.mix == "glu" else E) // H
+        return 1 + P * (H + 1) + E + 1
+
+    def elaborate(self, platform):
+        m = Module()
+        arch, fmts, pre = self.arch, self.fmts, self.prefix
+        H, E = arch.hidden, arch.mix_width
+        glu = arch.mix == "glu"
+        P = (2 * E if glu else E) // H
+        f_mix = acc_frac(fmts.act, fmts.w_mix)
+        ashape = acc_shape(max(H, E), fmts.act, fmts.w_mix, fmts.bias)
+        m.submodules.mac = mac = MacLanes(H, shape_of(fmts.act), shape_of(fmts.w_mix), ashape)
+
+        p = Signal(range(P + 1))       # current pass
+        i = Signal(range(max(H, E)))   # column
+        expand = Signal()              # running a W1 pass
+        store = Signal()               # storing the rows of pass p
+        project = Signal()             # running W2
+        w1 = weight_memory(m, self.amap, pre + "w1", self.cfg, p * H + i)
+        b1 = weight_memory(m, self.amap, pre + "b1", self.cfg, Mux(self.start, 0, p + 1))
+        w2 = weight_memory(m, self.amap, pre + "w2", self.cfg, i)
+        b2 = weight_memory(m, self.amap, pre + "b2", self.cfg, 0)
+
+        last_pass = p == P - 1
+        x = Mux(project, self.m1[i], self.r[i])
+        for c in range(H):
+            init = Mux(store & last_pass, align_bias(b2[c], fmts.bias, f_mix),
+                       align_bias(b1[c], fmts.bias, f_mix))
+            m.d.comb += [mac.x[c].eq(x), mac.w[c].eq(Mux(project, w2[c], w1[c])), mac.init[c].eq(init)]
+        m.d.comb += [mac.load.eq(self.start | store), mac.en.eq(expand | project)]
+
+        with m.If(self.start):
+            m.d.sync += [expand.eq(1), p.eq(0), i.eq(0)]
+        with m.Elif(expand):
+            m.d.sync += i.eq(i + 1)
+            with m.If(i == H - 1):
+                m.d.sync += [expand.eq(0), store.eq(1)]
+        with m.Elif(store):
+            m.d.sync += [store.eq(0), i.eq(0), p.eq(p + 1)]
+            with m.If(last_pass):
+                m.d.sync += project.eq(1)
+            with m.Else():
+                m.d.sync += expand.eq(1)
+        with m.Elif(project):
+            m.d.sync += i.eq(i + 1)
+            with m.If(i == E - 1):
+                m.d.sync += project.eq(0)
+        m.d.sync += self.done.eq(project & (i == E - 1))
+
+        # store the rows of pass p into m1
+        sats = []
+        with m.If(store):
+            with m.Switch(p):
+                for pp in range(P):
+                    with m.Case(pp):
+                        for c in range(H):
+                            q, sat = requantize(mac.acc[c], f_mix, fmts.act)
+                            if not glu:
+                                m.d.sync += self.m1[pp * H + c].eq(Mux(q < 0, 0, q))
+                            elif pp < E // H:
+                                m.d.sync += self.m1[pp * H + c].eq(q)
+                            else:
+                                e = (pp - E // H) * H + c
+                                k = gate_code(mac.acc[c], f_mix, arch.gate_bits, fmts.h.rounding)
+                                q, sat = requantize(self.m1[e] * k, fmts.act.frac + arch.gate_bits, fmts.act)
+                                m.d.sync += self.m1[e].eq(q)
+                            sats.append(sat & store & (p == pp))
+        for c in range(H):
+            q, sat = requantize(mac.acc[c], f_mix, fmts.act)
+            m.d.comb += self.m2[c].eq(q)
+            sats.append(sat & self.done)
+        m.d.comb += self.sat.eq(any_of(sats))
+        return m

@@ -1,0 +1,78 @@
+"""``Readout``: decoder (per-step logits) and the wide saturating logit accumulator."""
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from spec.arch import Arch, Formats, acc_frac
+from .addrmap import AddressMap
+from .fixed import acc_shape, align_bias, any_of, requantize, saturate, shape_of
+from .mac import MacLanes
+from .memory import weight_memory
+
+__all__ = ["Readout"]
+
+
+class Readout(wiring.Component):
+    """``l_t = q_logit(W_out a_L + b_out, f_a + f_w_out)``; ``acc = sat_logit_acc(acc + l_t)``.
+
+    C lanes (one per class), H cycles broadcasting ``a_L[i]``. With ``readout='mean'`` the
+    accumulator is updated in the ``done`` cycle (restarting from 0 when ``first``) and ``acc``
+    shows the updated sum in that cycle; ``argmax(acc)`` is the argmax of the time mean.
+    With ``readout='last'`` the logits of the last step are the result and ``acc`` is absent.
+    Timing: ``start`` + H cycles + 1 cycle with ``done`` = ``H + 2``.
+    """
+
+    def __init__(self, arch: Arch, fmts: Formats, amap: AddressMap):
+        self.arch, self.fmts, self.amap = arch, fmts, amap
+        C = arch.n_classes
+        members = {
+            "cfg": In(amap.signature()),
+            "a": In(data.ArrayLayout(shape_of(fmts.act), arch.hidden)),
+            "first": In(1),
+            "start": In(1),
+            "done": Out(1),
+            "logits": Out(data.ArrayLayout(shape_of(fmts.logit), C)),
+            "sat": Out(1),
+        }
+        if arch.readout == "mean":
+            members["acc"] = Out(data.ArrayLayout(shape_of(fmts.logit_acc), C))
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        arch, fmts = self.arch, self.fmts
+        H, C = arch.hidden, arch.n_classes
+        f_acc = acc_frac(fmts.act, fmts.w_out)
+        m.submodules.mac = mac = MacLanes(C, shape_of(fmts.act), shape_of(fmts.w_out),
+                                          acc_shape(H, fmts.act, fmts.w_out, fmts.bias))
+        i = Signal(range(H))
+        running = Signal()
+        w = weight_memory(m, self.amap, "out.w", self.cfg, i)
+        b = weight_memory(m, self.amap, "out.b", self.cfg, 0)
+        ai = self.a[i]
+        for c in range(C):
+            m.d.comb += [mac.x[c].eq(ai), mac.w[c].eq(w[c]), mac.init[c].eq(align_bias(b[c], fmts.bias, f_acc))]
+        m.d.comb += [mac.load.eq(self.start), mac.en.eq(running)]
+        with m.If(self.start):
+            m.d.sync += [running.eq(1), i.eq(0)]
+        with m.Elif(running):
+            m.d.sync += i.eq(i + 1)
+            with m.If(i == H - 1):
+                m.d.sync += running.eq(0)
+        m.d.sync += self.done.eq(running & (i == H - 1))
+        sats = []
+        for c in range(C):
+            q, sat = requantize(mac.acc[c], f_acc, fmts.logit)
+            m.d.comb += self.logits[c].eq(q)
+            sats.append(sat)
+            if arch.readout == "mean":
+                total = Signal(shape_of(fmts.logit_acc), name=f"total{c}")
+                new, sat2 = saturate(Mux(self.first, 0, total) + q, fmts.logit_acc)
+                m.d.comb += self.acc[c].eq(new)
+                with m.If(self.done):
+                    m.d.sync += total.eq(new)
+                sats.append(sat2)
+        m.d.comb += self.sat.eq(any_of(sats) & self.done)
+        return m

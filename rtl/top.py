@@ -1,0 +1,185 @@
+"""``MgradeTop``: the whole network, samples in and per-step results out through streams.
+
+Ports (Verilog names after ``amaranth.back.verilog``: ``<member>__<field>``):
+
+=========== ======================================================= =========================
+port        payload                                                  protocol
+=========== ======================================================= =========================
+``cfg``     ``{addr, data}`` (:class:`rtl.addrmap.AddressMap`)       stream, always ready
+``i``       ``{first, x[d_in]}`` or ``{first, token}``               stream (ready = idle)
+``o``       ``{logits[C], acc[C]}`` (``acc`` only if readout=mean)   stream (back-pressure)
+``probe``   every layer's intermediates (only ``trace=True``)        plain output
+=========== ======================================================= =========================
+
+``first`` marks the first sample of a sequence: the minGRU states, the delay lines and the
+logit accumulator restart from zero. The network takes one sample, runs the encoder, the
+layers and the readout one after another, presents the step's result on ``o`` and takes the
+next sample after ``o`` was accepted: :func:`cycles_per_step` clock cycles per time step.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from spec.arch import Arch, Formats
+from .addrmap import AddressMap
+from .encoder import EmbeddingEncoder, LinearEncoder, token_bits
+from .fixed import shape_of
+from .layer import MgradeLayer, layer_cycles, layer_trace_layout
+from .readout import Readout
+
+__all__ = ["MgradeTop", "cycles_per_step", "cycles_formula", "cycles_closed_form", "input_layout", "output_layout",
+           "trace_layout", "cfg_layout"]
+
+
+def input_layout(arch: Arch, fmts: Formats) -> data.StructLayout:
+    if arch.encoder == "linear":
+        return data.StructLayout({"first": 1, "x": data.ArrayLayout(shape_of(fmts.x), arch.d_in)})
+    return data.StructLayout({"first": 1, "token": token_bits(arch)})
+
+
+def output_layout(arch: Arch, fmts: Formats) -> data.StructLayout:
+    f = {"logits": data.ArrayLayout(shape_of(fmts.logit), arch.n_classes)}
+    if arch.readout == "mean":
+        f["acc"] = data.ArrayLayout(shape_of(fmts.logit_acc), arch.n_classes)
+    return data.StructLayout(f)
+
+
+def trace_layout(arch: Arch, fmts: Formats) -> data.StructLayout:
+    f = {"enc": data.ArrayLayout(shape_of(fmts.act), arch.hidden)}
+    for i in range(arch.layers):
+        f[f"layers.{i}"] = layer_trace_layout(arch, fmts)
+    return data.StructLayout(f)
+
+
+def cfg_layout(amap: AddressMap) -> data.StructLayout:
+    return data.StructLayout({"addr": amap.addr_width, "data": amap.data_width})
+
+
+def cycles_per_step(arch: Arch) -> int:
+    """Clock cycles of one time step, from accepting a sample to the cycle its result is accepted
+    (with ``o.ready`` high); the next sample is accepted in the following cycle.
+
+    See :func:`cycles_formula` for the closed form.
+    """
+    enc = arch.d_in + 2 if arch.encoder == "linear" else 2
+    return 1 + enc + arch.layers * layer_cycles(arch) + 1 + (arch.hidden + 2) + 1
+
+
+def cycles_formula() -> str:
+    """The closed form of :func:`cycles_per_step` and why (for the README)."""
+    return ("cycles/step = ENC + H + 5 + L * (K' + H + 5 + M), with ENC = d_in + 2 (linear encoder) or "
+            "2 (embedding), K' = K + 2 (0 without taps), M = P*(H + 1) + E + 2 with P = E/H (mlp) or "
+            "2E/H (glu) passes, M = 0 (mix 'none'). Why: the datapath is time-multiplexed, one H-lane "
+            "(C-lane for the readout) multiply-accumulate array per projection that takes one input "
+            "column per cycle, and each stage needs the previous stage's whole vector, so a step is "
+            "the sum of the stages' column counts (encoder d_in, conv K taps, gate+candidate H, mixer "
+            "P passes of H plus E, readout H) plus their start/finish cycles and the stream handshakes.")
+
+
+def cycles_closed_form(arch: Arch) -> int:
+    """:func:`cycles_formula` evaluated (tests check it equals :func:`cycles_per_step`)."""
+    H, E = arch.hidden, arch.mix_width
+    enc = arch.d_in + 2 if arch.encoder == "linear" else 2
+    kp = arch.taps + 2 if arch.taps else 0
+    if arch.mix == "none":
+        M = 0
+    else:
+        P = (2 * E if arch.mix == "glu" else E) // H
+        M = P * (H + 1) + E + 2
+    return enc + H + 5 + arch.layers * (kp + H + 5 + M)
+
+
+class MgradeTop(wiring.Component):
+    """The mGRADE network of ``arch``/``fmts`` (see the module docstring)."""
+
+    def __init__(self, arch: Arch, fmts: Formats, *, trace: bool = False):
+        self.arch, self.fmts, self.with_trace = arch, fmts, trace
+        self.amap = AddressMap(arch, fmts)
+        members = {
+            "cfg": In(stream.Signature(cfg_layout(self.amap))),
+            "i": In(stream.Signature(input_layout(arch, fmts))),
+            "o": Out(stream.Signature(output_layout(arch, fmts))),
+        }
+        if trace:
+            # named "probe", not "trace": Verilator's model class has a trace() method
+            members["probe"] = Out(trace_layout(arch, fmts))
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        arch, fmts, amap = self.arch, self.fmts, self.amap
+        cfg = amap.signature().create(path=("cfgbus",))
+        m.d.comb += [cfg.addr.eq(self.cfg.payload.addr), cfg.data.eq(self.cfg.payload.data),
+                     cfg.en.eq(self.cfg.valid), self.cfg.ready.eq(1)]
+
+        if arch.encoder == "linear":
+            m.submodules.enc = enc = LinearEncoder(arch, fmts, amap)
+            x = Signal(data.ArrayLayout(shape_of(fmts.x), arch.d_in))
+            m.d.comb += enc.x.eq(x)
+        else:
+            m.submodules.enc = enc = EmbeddingEncoder(arch, fmts, amap)
+            x = Signal(token_bits(arch))
+            m.d.comb += enc.token.eq(x)
+        layers = []
+        for i in range(arch.layers):
+            lay = MgradeLayer(arch, fmts, amap, i)
+            m.submodules[f"layer{i}"] = lay
+            layers.append(lay)
+        m.submodules.readout = ro = Readout(arch, fmts, amap)
+        for sub in [enc, ro] + layers:
+            m.d.comb += [sub.cfg.addr.eq(cfg.addr), sub.cfg.data.eq(cfg.data), sub.cfg.en.eq(cfg.en)]
+        for a, b in zip(layers, layers[1:]):
+            wiring.connect(m, a.o, b.i)
+
+        first = Signal()
+        a_last = Signal(data.ArrayLayout(shape_of(fmts.act), arch.hidden))
+        out = Signal(output_layout(arch, fmts))
+        m.d.comb += [ro.a.eq(a_last), ro.first.eq(first), self.o.payload.eq(out)]
+        m.d.comb += [layers[0].i.payload.a.eq(enc.a), layers[0].i.payload.first.eq(first)]
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.i.ready.eq(1)
+                with m.If(self.i.valid):
+                    m.d.sync += first.eq(self.i.payload.first)
+                    if arch.encoder == "linear":
+                        m.d.sync += x.eq(self.i.payload.x)
+                    else:
+                        m.d.sync += x.eq(self.i.payload.token)
+                    m.next = "ENC_GO"
+            with m.State("ENC_GO"):
+                m.d.comb += enc.start.eq(1)
+                m.next = "ENC_WAIT"
+            with m.State("ENC_WAIT"):
+                with m.If(enc.done):
+                    m.next = "FEED"
+            with m.State("FEED"):
+                m.d.comb += layers[0].i.valid.eq(1)
+                with m.If(layers[0].i.ready):
+                    m.next = "LAYERS"
+            with m.State("LAYERS"):
+                m.d.comb += layers[-1].o.ready.eq(1)
+                with m.If(layers[-1].o.valid):
+                    m.d.sync += a_last.eq(layers[-1].o.payload.a)
+                    m.next = "RO_GO"
+            with m.State("RO_GO"):
+                m.d.comb += ro.start.eq(1)
+                m.next = "RO_WAIT"
+            with m.State("RO_WAIT"):
+                with m.If(ro.done):
+                    m.d.sync += out.logits.eq(ro.logits)
+                    if arch.readout == "mean":
+                        m.d.sync += out.acc.eq(ro.acc)
+                    m.next = "OUT"
+            with m.State("OUT"):
+                m.d.comb += self.o.valid.eq(1)
+                with m.If(self.o.ready):
+                    m.next = "IDLE"
+
+        if self.with_trace:
+            m.d.comb += self.probe["enc"].eq(enc.a)
+            for i, lay in enumerate(layers):
+                m.d.comb += self.probe[f"layers.{i}"].eq(lay.trace)
+        return m

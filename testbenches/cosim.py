@@ -1,0 +1,356 @@
+"""Co-simulation of ``rtl`` against ``sim`` on whole sequences: build, run, compare, localise.
+
+:func:`run_cocotb` streams sequences through the Verilator model under cocotb
+(:mod:`testbenches.tb_network`), comparing every per-step output (step logits and the running
+logit accumulator) with :class:`sim.Network` bit for bit. On a mismatch, :func:`localise`
+rebuilds the design with the trace port and FST tracing and re-runs the failing sequence in the
+plain C++ harness (:file:`testbenches/harness.cpp`), compares every intermediate of every layer
+with ``sim``'s trace and reports the first differing (step, tensor, channel), both values, and
+an FST waveform of the steps around it. :func:`run_harness` runs the same job without Python
+(the speed reference of ``benchmarks/bench_rtl.py``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from spec.bundle import Bundle
+from spec.fixedpoint import saturate
+from rtl.addrmap import AddressMap
+from rtl.top import cfg_layout, cycles_per_step, input_layout, output_layout, trace_layout
+from . import layouts
+from .build import (BUILD, REPO, TOP, build_cocotb, build_harness, ensure_path, run_cocotb_test, verilog_feeder,
+                    verilog_for)
+
+__all__ = ["Expected", "expected", "run_cocotb", "run_harness", "localise", "CosimResult", "build_stream"]
+
+
+@dataclasses.dataclass
+class Expected:
+    """What ``sim`` says, per sequence ``b``: ``logits[b]`` (T_b, C) step logits, ``acc[b]``
+    (T_b, C) the running accumulator (readout 'mean'), ``final[b]`` (C,) the readout."""
+    logits: list
+    acc: list | None
+    final: np.ndarray
+
+
+def expected(bundle: Bundle, xs: list[np.ndarray], *, trace: bool = False):
+    """Run ``sim.Network`` on the sequences ``xs`` (one padded batch); returns (Expected, Result)."""
+    from sim import Network
+    arch, fmts = bundle.arch, bundle.formats
+    lens = np.array([len(x) for x in xs])
+    T = int(lens.max())
+    shape = (len(xs), T) + tuple(xs[0].shape[1:])
+    X = np.zeros(shape, np.int64)
+    for b, x in enumerate(xs):
+        X[b, :len(x)] = x
+    res = Network(bundle).run(X, lengths=lens if (lens < T).any() else None, trace=trace)
+    sl = res.step_logits
+    logits = [sl[b, :lens[b]] for b in range(len(xs))]
+    accs = None
+    if arch.readout == "mean":
+        acc = np.zeros((len(xs), arch.n_classes), np.int64)
+        run = np.zeros_like(sl)
+        for t in range(T):
+            v = (t < lens)[:, None]
+            acc = np.where(v, saturate(acc + sl[:, t], fmts.logit_acc)[0], acc)
+            run[:, t] = acc
+        accs = [run[b, :lens[b]] for b in range(len(xs))]
+        if not np.array_equal(acc, res.logits):
+            raise AssertionError("running accumulator disagrees with sim's readout")
+    return Expected(logits, accs, res.logits), res
+
+
+@dataclasses.dataclass
+class CosimResult:
+    steps: int
+    cycles: int
+    wall: float                 # seconds of streaming (config excluded)
+    cfg_wall: float
+    build_wall: float
+    bit_exact: bool
+    mismatch: dict | None
+    logits: list                # per sequence (C,) final RTL readout
+    cycles_per_step: int
+    harness: str = "cocotb"
+    trace: dict | None = None   # probe=True: every layer's intermediates, (steps, ...) int64
+    outputs: dict | None = None  # decoded per-step outputs ('logits', 'acc'), (steps, C) int64
+
+    def summary(self) -> dict:
+        return {"steps": self.steps, "cycles": self.cycles, "wall_s": round(self.wall, 3),
+                "steps_per_s": round(self.steps / self.wall, 1) if self.wall else None,
+                "cycles_per_s": round(self.cycles / self.wall) if self.wall else None,
+                "cycles_per_step": self.cycles_per_step, "bit_exact": self.bit_exact}
+
+
+def _inputs(bundle: Bundle, xs: list[np.ndarray]):
+    arch, fmts = bundle.arch, bundle.formats
+    lay = input_layout(arch, fmts)
+    first = np.concatenate([np.eye(1, len(x), dtype=np.int64)[0] for x in xs])
+    if arch.encoder == "linear":
+        X = np.concatenate([np.asarray(x, np.int64).reshape(len(x), arch.d_in) for x in xs])
+        return layouts.pack_ints(lay, {"first": first, "x": X}), lay
+    tok = np.concatenate([np.asarray(x, np.int64).reshape(-1) for x in xs])
+    return layouts.pack_ints(lay, {"first": first, "token": tok}), lay
+
+
+def _cfg_payloads(bundle: Bundle, amap: AddressMap) -> tuple[np.ndarray, np.ndarray]:
+    return amap.writes(bundle.tensors)
+
+
+def run_cocotb(bundle: Bundle, xs: list[np.ndarray], exp: Expected | None = None, *,
+               max_steps: int | None = None, workdir: Path | None = None, probe: bool = False,
+               log=print) -> CosimResult:
+    """Stream ``xs`` through the RTL under cocotb in Verilator; compare every output of every step
+    (step logits and the running logit accumulator) with ``exp`` (computed by ``sim`` if None).
+
+    Default: the bulk-fed, self-clocked feeder (:mod:`testbenches.feeder`, cocotb test
+    ``stream_bulk``): the sequences go into the feeder's memory in runs of at most
+    ``feeder.MAX_STEPS`` steps (one simulator process each; the bundle is loaded at the start of
+    each), and the first mismatching run stops the job.
+    ``probe``: instead, the design with its probe port, one Python wake-up per step (cocotb test
+    ``stream_job``), returning every layer's intermediates of every step in ``CosimResult.trace``
+    (block tests; slower, a separate cached build).
+    ``max_steps``: only the first ``max_steps`` steps of the job (over all sequences).
+    Wall times in the result count the streaming only (configuration and start-up excluded).
+    """
+    ensure_path()
+    arch, fmts = bundle.arch, bundle.formats
+    if exp is None:
+        exp, _ = expected(bundle, xs)
+    xs = list(xs)
+    if max_steps:                                           # cut the job to its first max_steps steps
+        kept, left = [], int(max_steps)
+        for x in xs:
+            if left <= 0:
+                break
+            kept.append(x[:left])
+            left -= len(kept[-1])
+        n = len(kept)
+        cut = [len(x) for x in kept]
+        exp = Expected([l[:c] for l, c in zip(exp.logits[:n], cut)],
+                       None if exp.acc is None else [a[:c] for a, c in zip(exp.acc[:n], cut)], exp.final[:n])
+        xs = kept
+    from .feeder import MAX_STEPS
+    tb0 = time.time()
+    amap = AddressMap(arch, fmts)
+    addrs, datas = _cfg_payloads(bundle, amap)
+    bdir, top = build_stream(arch, fmts, probe=probe, log=log)
+    build_wall = time.time() - tb0
+    base = Path(workdir or tempfile.mkdtemp(prefix="cosim-", dir=_runs_dir()))
+    # runs of whole sequences that fit the feeder's memories
+    groups, cur, size = [], [], 0
+    cap = len(xs) if probe else MAX_STEPS
+    for b, x in enumerate(xs):
+        if not probe and len(x) > MAX_STEPS:
+            raise ValueError(f"sequence {b} has {len(x)} steps; the feeder holds {MAX_STEPS}")
+        if cur and (size + len(x) > cap):
+            groups.append(cur)
+            cur, size = [], 0
+        cur.append(b)
+        size += len(x)
+    groups.append(cur)
+    tot = {"steps": 0, "cycles": 0, "wall": 0.0, "cfg_wall": 0.0}
+    finals, outs, traces, mismatch, ok = [], [], [], None, True
+    for g, idx in enumerate(groups):
+        wd = base / f"run{g}" if len(groups) > 1 else base
+        r = _run_group(bundle, [xs[b] for b in idx], [exp.logits[b] for b in idx],
+                       None if exp.acc is None else [exp.acc[b] for b in idx], addrs, datas, amap,
+                       bdir, top, probe, wd)
+        for k in tot:
+            tot[k] += r[k]
+        finals += r["finals"]
+        outs.append(r["outputs"])
+        if r["trace"] is not None:
+            traces.append(r["trace"])
+        ok &= r["ok"]
+        if r["mismatch"] is not None:
+            mismatch = dict(r["mismatch"], seq=r["mismatch"]["seq"] + idx[0])
+            break
+        if not r["ok"]:
+            break
+    outputs = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]} if outs and outs[0] else {}
+    trace = {k: np.concatenate([t[k] for t in traces]) for k in traces[0]} if traces else None
+    return CosimResult(tot["steps"], tot["cycles"], tot["wall"], tot["cfg_wall"], build_wall, ok and mismatch is None,
+                       mismatch, finals, cycles_per_step(arch), trace=trace, outputs=outputs)
+
+
+def build_stream(arch, fmts, *, probe: bool = False, log=print) -> tuple[Path, str]:
+    """The cocotb build of ``arch``/``fmts`` (cached): the feeder wrapper around the design, or with
+    ``probe`` the design with its probe port. Returns (build dir, toplevel name)."""
+    from spec.arch import tensor_specs
+    from .feeder import TB_TOP
+    vfile = verilog_for(arch, fmts, trace=probe, log=log)
+    if probe:
+        return build_cocotb(vfile, log=log), TOP
+    amap = AddressMap(arch, fmts)
+    n_words = sum(int(np.prod(t.shape)) for t in tensor_specs(arch))   # one write per element
+    tb = verilog_feeder(vfile, layouts.nbits(cfg_layout(amap)), layouts.nbits(input_layout(arch, fmts)),
+                        layouts.nbits(output_layout(arch, fmts)), max_cfg=n_words)
+    return build_cocotb(vfile, top=TB_TOP, extra=(tb,), timing=True, log=log), TB_TOP
+
+
+def _run_group(bundle, xs, exp_logits, exp_acc, addrs, datas, amap, bdir, top, probe, workdir) -> dict:
+    arch, fmts = bundle.arch, bundle.formats
+    ins, _ = _inputs(bundle, xs)
+    lens = np.array([len(x) for x in xs])
+    ends = np.cumsum(lens)
+    of = layouts.fields(output_layout(arch, fmts))
+    of["__width__"] = layouts.nbits(output_layout(arch, fmts))
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    meta = {"out_fields": of, "n_classes": arch.n_classes, "addr_width": amap.addr_width,
+            "max_steps": int(ends[-1]), "probe": probe, "dir": str(workdir)}
+    job, result = workdir / "job.npz", workdir / "result.npz"
+    arrays = {"meta": np.frombuffer(json.dumps(meta).encode(), np.uint8),
+              "seq_start": np.concatenate([[0], ends[:-1]]), "seq_end": ends,
+              "exp_logits": np.concatenate(exp_logits)}
+    if exp_acc is not None:
+        arrays["exp_acc"] = np.concatenate(exp_acc)
+    cfg_vals = [(int(d) << amap.addr_width) | int(a) for a, d in zip(addrs.tolist(), datas.tolist())]
+    if probe:
+        arrays.update({"inputs_txt": np.frombuffer(" ".join(map(str, ins)).encode(), np.uint8),
+                       "cfg_addr": addrs.astype(np.int64), "cfg_data": datas.astype(np.int64)})
+        plusargs, testcase = [], "stream_job"
+    else:                                   # the feeder reads these with $readmemh
+        (workdir / "cfg.hex").write_text("\n".join(format(v, "x") for v in cfg_vals) + "\n")
+        (workdir / "in.hex").write_text("\n".join(format(v, "x") for v in ins) + "\n")
+        (workdir / "out.hex").unlink(missing_ok=True)
+        plusargs = [f"+mgrade_dir={workdir}", f"+n_cfg={len(cfg_vals)}", f"+n_in={len(ins)}"]
+        testcase = "stream_bulk"
+    np.savez(job, **arrays)
+    result.unlink(missing_ok=True)
+    n_tests, n_fail = run_cocotb_test(bdir, top=top, module="testbenches.tb_network", workdir=workdir,
+                                      env={"MGRADE_JOB": str(job), "MGRADE_RESULT": str(result)},
+                                      plusargs=plusargs, testcase=testcase)
+    if not result.exists():
+        tail = (workdir / "sim.log").read_text()[-3000:] if (workdir / "sim.log").exists() else ""
+        raise RuntimeError(f"cocotb run produced no result (see {workdir}/sim.log):\n{tail}")
+    r = np.load(result, allow_pickle=False)
+    mismatch = json.loads(str(r["mismatch"]))
+    steps = int(r["steps"])
+    finals = []
+    if steps:
+        got = r["got_acc" if arch.readout == "mean" else "got_logits"]
+        finals = [got[e - 1] for e in ends if e <= steps]
+    trace = None
+    if probe and steps:
+        vals = [int(v) for v in bytes(r["probe_txt"]).decode().split()]
+        trace = layouts.unpack(vals, trace_layout(arch, fmts))
+    return {"steps": steps, "cycles": int(r["cycles"]), "wall": float(r["wall"]), "cfg_wall": float(r["cfg_wall"]),
+            "ok": n_fail == 0 and n_tests >= 1 and steps == int(ends[-1]), "mismatch": mismatch,
+            "finals": finals, "trace": trace, "outputs": {k[4:]: r[k] for k in r.files if k.startswith("got_")}}
+
+
+def _runs_dir() -> Path:
+    d = BUILD / "runs"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _words(values: list[int], width: int) -> np.ndarray:
+    nw = max(1, (width + 31) // 32)
+    out = np.zeros((len(values), nw), np.uint32)
+    for w in range(nw):
+        out[:, w] = [(v >> (32 * w)) & 0xFFFFFFFF for v in values]
+    return out
+
+
+def run_harness(bundle: Bundle, xs: list[np.ndarray], *, trace_steps: tuple[int, int] | None = None,
+                fst_steps: tuple[int, int] | None = None, fst_path: Path | None = None,
+                workdir: Path | None = None, log=print) -> dict:
+    """Run the job in the plain C++ harness. Returns outputs (decoded), cycles, wall seconds and,
+    with ``trace_steps``, the decoded trace port of those steps (a build with the trace port)."""
+    arch, fmts = bundle.arch, bundle.formats
+    with_trace = trace_steps is not None
+    waves = fst_steps is not None
+    vfile = verilog_for(arch, fmts, trace=with_trace, log=log)
+    exe = build_harness(vfile, waves=waves, trace_port=with_trace, log=log)
+    amap = AddressMap(arch, fmts)
+    addrs, datas = amap.writes(bundle.tensors)
+    cl = cfg_layout(amap)
+    cfg_vals = [(int(d) << amap.addr_width) | int(a) for a, d in zip(addrs.tolist(), datas.tolist())]
+    cfgw = _words(cfg_vals, layouts.nbits(cl))
+    ins, il = _inputs(bundle, xs)
+    inw = _words(ins, layouts.nbits(il))
+    ol = output_layout(arch, fmts)
+    out_words = max(1, (layouts.nbits(ol) + 31) // 32)
+    tl = trace_layout(arch, fmts)
+    tr_words = max(1, (layouts.nbits(tl) + 31) // 32) if with_trace else 0
+    n = len(ins)
+    tf, tt = trace_steps or (0, 0)
+    ff, ft = fst_steps or (0, 0)
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="harness-", dir=_runs_dir()))
+    workdir.mkdir(parents=True, exist_ok=True)
+    job, res = workdir / "job.bin", workdir / "result.bin"
+    hdr = np.array([0x4852474D, len(cfg_vals), cfgw.shape[1], n, inw.shape[1], out_words, tr_words,
+                    tf, tt, ff, ft], np.uint32)
+    with open(job, "wb") as fh:
+        fh.write(hdr.tobytes() + cfgw.tobytes() + inw.tobytes())
+    import subprocess
+    cmd = [str(exe), str(job), str(res)] + ([str(fst_path)] if waves and fst_path else [])
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode:
+        raise RuntimeError(f"harness failed ({p.returncode}): {p.stderr[-2000:]}")
+    raw = np.fromfile(res, np.uint8)
+    cycles, ns = np.frombuffer(raw[:16].tobytes(), np.uint64)
+    body = np.frombuffer(raw[16:].tobytes(), np.uint32)
+    outw = body[:n * out_words].reshape(n, out_words)
+    out = {"cycles": int(cycles), "wall": float(ns) * 1e-9, "steps": n,
+           "outputs": layouts.unpack(None, ol, words=outw)}
+    if with_trace and tt > tf:
+        trw = body[n * out_words:].reshape(tt - tf, tr_words)
+        out["trace"] = layouts.unpack(None, tl, words=trw)
+    return out
+
+
+def localise(bundle: Bundle, x: np.ndarray, step: int, *, window: int = 2, out_dir: Path | None = None,
+             rtl_bundle: Bundle | None = None, log=print) -> dict:
+    """First differing (step, tensor, channel) of one sequence, with an FST of the steps around it.
+
+    Re-runs sequence ``x`` up to ``step + 1`` in the C++ harness built with the trace port and FST
+    tracing, compares every layer's intermediates of every step with ``sim``'s trace in the order
+    the hardware computes them (``enc``, then per layer ``s u k hc h o r m1 y a``, then the logits),
+    and returns ``{"step", "tensor", "layer", "channel", "rtl", "sim", "fst"}``. ``rtl_bundle``
+    (tests of this machinery): load these weights into the RTL instead of ``bundle``'s.
+    """
+    from sim import trace_names
+    last = min(len(x), step + 1)
+    xs = [np.asarray(x)[:last]]
+    _, res = expected(bundle, xs, trace=True)
+    out_dir = Path(out_dir or _runs_dir())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fst = out_dir / f"mismatch_step{step}.fst"
+    lo = max(0, step - window)
+    h = run_harness(rtl_bundle or bundle, xs, trace_steps=(0, last), fst_steps=(lo, last), fst_path=fst, log=log)
+    tr = h["trace"]
+    order = ["enc"]
+    for i in range(bundle.arch.layers):
+        for k in ("s", "u", "k", "hc", "h", "o", "r", "m1", "y", "a"):
+            order.append(f"layers.{i}.{k}")
+    for t in range(last):
+        for key in order:
+            if key not in tr or key not in res.trace:
+                continue
+            got, exp = tr[key][t], res.trace[key][0, t]
+            bad = np.flatnonzero(got != exp)
+            if len(bad):
+                c = int(bad[0])
+                layer = int(key.split(".")[1]) if key.startswith("layers.") else None
+                return {"step": t, "tensor": key, "layer": layer, "channel": c, "rtl": int(got[c]),
+                        "sim": int(exp[c]), "fst": str(fst), "fst_steps": [lo, last]}
+        got = h["outputs"]["logits"][t]
+        exp = res.step_logits[0, t]
+        bad = np.flatnonzero(got != exp)
+        if len(bad):
+            c = int(bad[0])
+            return {"step": t, "tensor": "logits", "layer": None, "channel": c, "rtl": int(got[c]),
+                    "sim": int(exp[c]), "fst": str(fst), "fst_steps": [lo, last]}
+    return {"step": None, "tensor": None, "fst": str(fst), "fst_steps": [lo, last]}

@@ -1,0 +1,137 @@
+"""The stream tests: real sequences of each task through the whole network.
+
+=================== ========== ================================================ ==================
+name                task       input                                            bundle
+=================== ========== ================================================ ==================
+``gsc_stream``      gsc12      int16 PCM = s16f15 codes, one sample per step    models/bundles/gsc12.npz
+``listops_stream``  listops    token ids (embedding)                            models/bundles/listops.npz
+``text_stream``     text       byte ids (embedding)                             models/bundles/text.npz
+``image_stream``    image      gray pixel (p - 128)/128, one per step           models/bundles/image.npz
+``pathfinder_stream`` pathfinder pixel, one per step                           models/bundles/pathfinder.npz
+``retrieval_stream`` retrieval doc1 SEP doc2 byte ids                           models/bundles/retrieval.npz
+=================== ========== ================================================ ==================
+
+A trained bundle is used when the file exists and fits the task; otherwise a random valid bundle
+(:func:`spec.bundle.random_bundle`) of the task's default architecture, and the summary says so.
+Inputs come from :mod:`models.data` through :mod:`models.tasks` (the same codes the model and
+``sim`` see): the shared archive where it is available, else the committed fixture.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from spec.arch import Arch, Formats
+from spec.bundle import Bundle, BundleError, load_bundle, random_bundle
+from .build import REPO
+
+__all__ = ["STREAMS", "StreamCase", "make_case", "small_arch"]
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamDef:
+    task: str
+    bundle: str
+    doc: str
+    hidden: int = 32
+    d_max: int = 63
+
+
+STREAMS: dict[str, StreamDef] = {
+    "gsc_stream": StreamDef("gsc12", "gsc12.npz", "Speech Commands (12 classes), 16,000 PCM samples per clip",
+                            hidden=32, d_max=127),
+    "listops_stream": StreamDef("listops", "listops.npz", "LRA ListOps, token ids, up to 2,000 steps"),
+    "text_stream": StreamDef("text", "text.npz", "LRA text (IMDb bytes), up to 4,096 steps"),
+    "image_stream": StreamDef("image", "image.npz", "LRA image (CIFAR-10 gray), 1,024 pixels"),
+    "pathfinder_stream": StreamDef("pathfinder", "pathfinder.npz", "LRA Pathfinder, 1,024 pixels"),
+    "retrieval_stream": StreamDef("retrieval", "retrieval.npz", "LRA retrieval, doc1 SEP doc2 byte ids"),
+}
+
+
+@dataclasses.dataclass
+class StreamCase:
+    name: str
+    bundle: Bundle
+    bundle_source: str
+    xs: list            # per sequence: (T, d_in) codes or (T,) token ids
+    labels: np.ndarray
+    classes: list
+    data_source: str
+
+
+#: Variants of the small CI architectures: each stream exercises other options of the RTL.
+SMALL_VARIANTS = {
+    "gsc_stream": {},
+    "listops_stream": {"mix": "glu"},
+    "text_stream": {"mix": "none", "rnn_out": "heaviside"},
+    "image_stream": {"skip": False, "readout": "last"},
+    "pathfinder_stream": {"norm": "none", "taps": 0, "d_max": 0},
+    "retrieval_stream": {"layers": 1, "taps": 1, "d_max": 0},
+}
+
+
+def small_arch(name: str, d_in: int, n_classes: int, encoder: str) -> Arch:
+    """A small architecture for quick regressions (H = 8), with per-stream variants."""
+    kw = dict(d_in=d_in, n_classes=n_classes, hidden=8, layers=2, taps=3, d_max=15, expand=2, encoder=encoder)
+    kw.update(SMALL_VARIANTS.get(name, {}))
+    return Arch(**kw)
+
+
+def _load(task: str, limit: int | None, root):
+    from models.tasks import load_split
+    errors = []
+    roots = [root] if root is not None else [None, "fixture"]
+    for r in roots:
+        for split, opts in (("test", {"resplit": "clip"}), ("test", {"resplit": None}), ("test", {})):
+            if task != "gsc12" and opts:
+                continue
+            try:
+                sp = load_split(task, root=r, split=split, limit=limit, options=opts or None)
+            except Exception as e:  # noqa: BLE001 - try the next source, report all at the end
+                errors.append(f"{r}: {type(e).__name__}: {e}")
+                continue
+            if len(sp) == 0:    # e.g. the small fixture has no clip-resplit test clips
+                errors.append(f"{r} {opts}: empty {split} split")
+                continue
+            opt = f", resplit={opts['resplit']}" if opts.get("resplit") else ""
+            return sp, f"{task}/{split}{opt} ({sp.meta.get('source') or r or 'default source'})"
+    raise RuntimeError(f"no data for {task}: " + " | ".join(errors))
+
+
+def make_case(name: str, *, n_seqs: int = 1, max_steps: int | None = None, small: bool = False,
+              root=None, seed: int = 0, offset: int = 0) -> StreamCase:
+    """Sequences ``offset .. offset + n_seqs`` of the stream's task, each cut to ``max_steps``."""
+    from models.tasks import task_info, to_codes
+    if name not in STREAMS:
+        raise KeyError(name)
+    sd = STREAMS[name]
+    split, source = _load(sd.task, offset + n_seqs, root)
+    info = task_info(split)
+    bundle, bsrc = None, None
+    path = REPO / "models" / "bundles" / sd.bundle
+    if not small and path.exists():
+        try:
+            b = load_bundle(path)
+            if (b.arch.d_in, b.arch.n_classes, b.arch.encoder) == (info.d_in, info.n_classes, info.encoder) \
+                    or (info.kind == "audio" and b.arch.encoder == "linear"):
+                bundle, bsrc = b, f"trained bundle {path.relative_to(REPO)}"
+        except BundleError as e:
+            bsrc = f"(could not load {path.name}: {e}) "
+    if bundle is None:
+        if small:
+            arch = small_arch(name, info.d_in, info.n_classes, info.encoder)
+        else:
+            arch = Arch(d_in=info.d_in, n_classes=info.n_classes, hidden=sd.hidden, layers=2, taps=8,
+                        d_max=sd.d_max, encoder=info.encoder)
+        bundle = random_bundle(arch, Formats(), seed=seed)
+        bsrc = (bsrc or "") + f"random bundle (no trained {sd.bundle}; seed {seed})"
+    frame = bundle.arch.d_in if info.kind == "audio" else 1
+    idx = np.arange(offset, min(offset + n_seqs, len(split)))
+    x, lengths = to_codes(split, idx, bundle.formats.x, frame=frame)
+    xs = []
+    for b, n in enumerate(lengths):
+        n = int(n) if max_steps is None else min(int(n), max_steps)
+        xs.append(np.ascontiguousarray(x[b, :n]))
+    return StreamCase(name, bundle, bsrc, xs, split.y[idx], list(split.classes), source)

@@ -1,0 +1,339 @@
+"""RTL block tests against their ``spec``/``sim`` counterparts.
+
+* In Verilator under cocotb (``cocotb_tools.runner``): the fixed-point helpers, the SC update
+  and the delay-line convolution in :class:`testbenches.blockbench.BlockBench`, and every block of
+  a whole network through its probe port (max delays, z at 0 and full scale, saturation).
+* In Amaranth's simulator (no C++ build, so many variants are cheap): the same helpers, the
+  address map, and whole tiny networks (every layer's every intermediate) on many architecture
+  and rounding variants, edge-case weights and saturating inputs."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from amaranth.hdl import signed, unsigned
+from amaranth.sim import Simulator
+
+from spec import Arch, Formats, random_bundle
+from spec.arch import gate_code as spec_gate_code
+from spec.fixedpoint import Format, Rounding, requantize as spec_requantize
+from rtl import fixed
+from rtl.addrmap import AddressMap
+from rtl.mingru import ScUpdate
+from rtl.top import cycles_closed_form, cycles_per_step
+from testbenches.amsim import run_comb, run_top
+from testbenches.cosim import expected
+
+pytestmark = pytest.mark.rtl
+
+ROUNDINGS = [Rounding.FLOOR, Rounding.HALF_UP, Rounding.HALF_EVEN]
+
+
+def _edge_values(bits: int, n: int, rng) -> np.ndarray:
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    edge = [lo, lo + 1, -1, 0, 1, hi - 1, hi] + [s * ((1 << k) + d) for k in range(1, bits - 1, 3)
+                                                for s in (1, -1) for d in (-1, 0, 1)]
+    return np.clip(np.concatenate([edge, rng.integers(lo, hi + 1, size=n)]), lo, hi)
+
+
+@pytest.mark.parametrize("rounding", ROUNDINGS)
+@pytest.mark.parametrize("x_frac,fmt", [(21, Format(True, 16, 10)), (10, Format(True, 8, 4)), (8, Format(True, 12, 8)),
+                                        (6, Format(True, 16, 10)), (16, Format(False, 6, 2))])
+def test_requantize_matches_spec(rounding, x_frac, fmt):
+    rng = np.random.default_rng(1)
+    fmt = fmt.with_(rounding=rounding)
+    xs = _edge_values(28, 300, rng)
+    got = run_comb(lambda x: fixed.requantize(x, x_frac, fmt)[0], xs, signed(28), fixed.shape_of(fmt))
+    flag = run_comb(lambda x: fixed.requantize(x, x_frac, fmt)[1], xs, signed(28), unsigned(1))
+    exp = np.array([int(spec_requantize(np.int64(v), x_frac, fmt)[0]) for v in xs])
+    n_sat = np.array([spec_requantize(np.int64(v), x_frac, fmt)[1] for v in xs])
+    np.testing.assert_array_equal(got, exp)
+    np.testing.assert_array_equal(flag, n_sat)
+
+
+@pytest.mark.parametrize("rounding", ROUNDINGS)
+@pytest.mark.parametrize("bits", [2, 6, 8])
+def test_gate_code_matches_spec(rounding, bits):
+    rng = np.random.default_rng(2)
+    xs = _edge_values(26, 300, rng)
+    got = run_comb(lambda x: fixed.gate_code(x, 16, bits, rounding), xs, signed(26), unsigned(bits))
+    exp = spec_gate_code(xs.astype(np.int64), 16, bits, rounding)
+    np.testing.assert_array_equal(got, exp)
+
+
+@pytest.mark.parametrize("rounding", ROUNDINGS)
+def test_sc_update_edges(rounding):
+    """h <- sat(h + round(k (hc - h) / 2**b_z)): k = 0 keeps h, k = 63 is the full-scale share."""
+    fmts = Formats(h=Format(True, 16, 10, rounding))
+    arch = Arch(d_in=1, n_classes=2, hidden=4, layers=1)
+    dut = ScUpdate(arch, fmts)
+    hf = fmts.h
+    vals = [hf.min_int, hf.max_int, 0, -1, 1, 12345, -23456]
+    rng = np.random.default_rng(3)
+    cases = [(k, h, hc) for k in (0, 1, 32, 62, 63) for h in vals for hc in vals]
+    cases += [(int(rng.integers(0, 64)), int(rng.integers(hf.min_int, hf.max_int + 1)),
+               int(rng.integers(hf.min_int, hf.max_int + 1))) for _ in range(200)]
+    got = []
+
+    async def tb(ctx):
+        for i in range(0, len(cases), 4):
+            chunk = cases[i:i + 4] + [(0, 0, 0)] * (4 - len(cases[i:i + 4]))
+            for c, (k, h, hc) in enumerate(chunk):
+                ctx.set(dut.k[c], k)
+                ctx.set(dut.hc[c], hc)
+                ctx.set(dut.h[c], h)
+            ctx.set(dut.en, 1)
+            await ctx.tick()
+            got.extend(ctx.get(dut.h[c]) for c in range(4))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    sim.run()
+    from spec.fixedpoint import round_shift, saturate
+    for (k, h, hc), g in zip(cases, got):
+        e = int(saturate(np.int64(h) + round_shift(np.int64(k * (hc - h)), 6, rounding), hf)[0])
+        assert g == e, (k, h, hc, g, e)
+
+
+def test_address_map_covers_every_element_once():
+    for arch in (Arch(d_in=3, n_classes=5, hidden=8, taps=4, d_max=9, mix="glu"),
+                 Arch(d_in=20, n_classes=12, hidden=4, encoder="embedding", mix="none", norm="none"),
+                 Arch(d_in=1, n_classes=40, hidden=8)):
+        amap = AddressMap(arch, Formats())
+        b = random_bundle(arch, Formats(), seed=0)
+        addrs, datas = amap.writes(b.tensors)
+        assert len(np.unique(addrs)) == len(addrs) == sum(v.size for v in b.tensors.values())
+        assert int(addrs.max()) < (1 << amap.addr_width)
+
+
+# ---------------------------------------------------------------------------------------------
+# whole tiny networks in amaranth.sim: every intermediate of every step vs sim
+# ---------------------------------------------------------------------------------------------
+BASE = dict(d_in=2, n_classes=3, hidden=4, layers=2, taps=3, d_max=5, expand=2)
+VARIANTS = {
+    "mlp": {},
+    "glu": {"mix": "glu"},
+    "none-heaviside": {"mix": "none", "rnn_out": "heaviside"},
+    "noskip-last": {"skip": False, "readout": "last"},
+    "notaps-nonorm": {"taps": 0, "d_max": 0, "norm": "none"},
+    "tap0-only": {"taps": 1, "d_max": 0, "layers": 1},
+    "embedding": {"encoder": "embedding", "d_in": 11, "expand": 1},
+    "gate4-wide": {"gate_bits": 4, "expand": 3, "n_classes": 6, "hidden": 5},
+}
+FMT_VARIANTS = {
+    "default": Formats(),
+    "floor": Formats(act=Format(True, 16, 10, "floor"), h=Format(True, 16, 10, "floor"),
+                     logit=Format(True, 16, 8, "floor"), dl=Format(True, 12, 8, "floor")),
+    "half_even": Formats(act=Format(True, 14, 9, "half_even"), h=Format(True, 18, 12, "half_even"),
+                         dl=Format(True, 16, 10, "half_even"), logit=Format(True, 16, 8, "half_even"),
+                         logit_acc=Format(True, 24, 8, "half_even")),
+}
+
+
+def _inputs(arch, rng, lens=(9, 6), scale=30000):
+    if arch.encoder == "embedding":
+        return [rng.integers(0, arch.d_in, size=n) for n in lens]
+    return [rng.integers(-scale, scale, size=(n, arch.d_in)) for n in lens]
+
+
+def _check(bundle, xs):
+    outs, traces, cyc = run_top(bundle, xs)
+    assert set(cyc) == {cycles_per_step(bundle.arch)} == {cycles_closed_form(bundle.arch)}
+    return _compare(bundle, xs, outs, traces)
+
+
+def _compare(bundle, xs, outs, traces):
+    """Every intermediate of every layer and step (RTL probe) and every output vs ``sim``."""
+    exp, res = expected(bundle, xs, trace=True)
+    lens = [len(x) for x in xs]
+    assert set(res.trace) - {"step_logits"} <= set(traces)
+    for key, arr in traces.items():
+        if key not in res.trace:        # e.g. y with mix='none' (= r): sim does not keep it
+            continue
+        want = np.concatenate([res.trace[key][b, :n] for b, n in enumerate(lens)])
+        np.testing.assert_array_equal(arr.reshape(want.shape), want, err_msg=key)
+    np.testing.assert_array_equal(outs["logits"], np.concatenate(exp.logits))
+    if exp.acc is not None:
+        np.testing.assert_array_equal(outs["acc"], np.concatenate(exp.acc))
+    return res
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_network_variants(variant):
+    arch = Arch(**dict(BASE, **VARIANTS[variant]))
+    b = random_bundle(arch, Formats(), seed=5)
+    _check(b, _inputs(arch, np.random.default_rng(6)))
+
+
+@pytest.mark.parametrize("fv", [k for k in FMT_VARIANTS if k != "default"])
+def test_network_rounding_variants(fv):
+    arch = Arch(**dict(BASE, mix="glu"))
+    b = random_bundle(arch, FMT_VARIANTS[fv], seed=7)
+    _check(b, _inputs(arch, np.random.default_rng(8)))
+
+
+def _edge_bundle():
+    """Delays at 0, d_max - 1 and d_max; gate biases that pin z at 0 (layer 1) and 63/64 (layer 0)."""
+    arch = Arch(**BASE)
+    b = random_bundle(arch, Formats(), seed=9)
+    t = dict(b.tensors)
+    D = arch.d_max
+    for i in range(arch.layers):
+        t[f"layers.{i}.conv.delay"] = np.tile(np.array([0, D - 1, D]), (arch.hidden, 1))
+    t["layers.0.rnn.bz"] = np.full(arch.hidden, Formats().bias.max_int)
+    t["layers.1.rnn.bz"] = np.full(arch.hidden, Formats().bias.min_int)
+    return dataclasses.replace(b, tensors=t), _inputs(arch, np.random.default_rng(10), lens=(13, 8))
+
+
+def _saturating_bundle():
+    """Large weights and full-scale inputs: many saturations."""
+    arch = Arch(**BASE)
+    b = random_bundle(arch, Formats(), seed=11, scale=12.0)
+    return b, _inputs(arch, np.random.default_rng(12), scale=32768)
+
+
+def test_edge_weights_max_delays_and_gate_extremes():
+    b, xs = _edge_bundle()
+    res = _check(b, xs)
+    assert (res.trace["layers.0.k"] == 63).all() and (res.trace["layers.1.k"] == 0).all()
+
+
+def test_saturation_everywhere():
+    """Many saturations, still bit-exact."""
+    b, xs = _saturating_bundle()
+    res = _check(b, xs)
+    assert sum(res.saturations.values()) > 0
+
+
+
+# ---------------------------------------------------------------------------------------------
+# the same blocks in Verilator under cocotb (cocotb_tools.runner), one build each, shared by
+# the tests of an xdist group so that no build is made twice
+# ---------------------------------------------------------------------------------------------
+def _bench_job(rng):
+    """Stimuli of the block bench: edge and random x, SC-update sequences with h driven to the
+    rails (hc at the format's extremes, k = 63 and k = 0), delay-line steps with full-scale
+    samples and the taps at delays 0, d_max - 1 and d_max."""
+    from rtl.addrmap import AddressMap
+    from testbenches import blockbench as bb
+    arch, fmts = bb.bench_arch(), bb.bench_formats()
+    H, hf = arch.hidden, fmts.h
+    x = _edge_values(bb.X_BITS, 400, rng)
+    # SC update: 240 cycles; clear at 0 and 120; k sweeps 0, 1, 32, 62, 63 and random
+    N = 240
+    k = rng.integers(0, 64, size=(N, H))
+    k[:40] = np.array([63, 0, 32, 62])[None, :]
+    k[40:60] = 63
+    k[60:70] = 0
+    hc = rng.integers(hf.min_int, hf.max_int + 1, size=(N, H))
+    hc[:20], hc[20:40], hc[40:50] = hf.max_int, hf.min_int, hf.max_int
+    hc[50:60] = hf.min_int
+    en = (rng.random(N) < 0.9).astype(np.int64)
+    clear = np.zeros(N, np.int64)
+    clear[[0, 120]] = 1
+    # delay line: taps at 0, d_max - 1, d_max and one random delay per channel
+    b = random_bundle(arch, fmts, seed=21)
+    t = dict(b.tensors)
+    D = arch.d_max
+    dl = np.tile(np.array([0, D - 1, D, 3]), (H, 1))
+    dl[:, 3] = rng.integers(0, D + 1, size=H)
+    t["layers.0.conv.delay"] = dl
+    t["layers.0.conv.w"] = np.array(t["layers.0.conv.w"], np.int64)
+    t["layers.0.conv.w"][0] = fmts.w_conv.max_int          # channel 0: every tap at +max
+    t["layers.0.conv.w"][1] = fmts.w_conv.min_int          # channel 1: every tap at -min
+    amap = AddressMap(arch, fmts)
+    addrs, datas = amap.writes(t)
+    sel = np.zeros(len(addrs), bool)                      # the bench holds only the convolution's memories
+    for n in ("layers.0.conv.w", "layers.0.conv.delay"):
+        e = amap[n]
+        sel |= (addrs >> (amap.word_bits + amap.lane_bits)) == e.tid
+    T = 2 * D + 8
+    s = rng.integers(fmts.dl.min_int, fmts.dl.max_int + 1, size=(T, H))
+    s[: D + 3, 0] = fmts.dl.max_int                         # saturate channel 0 upwards
+    s[: D + 3, 1] = fmts.dl.max_int                         # and channel 1 downwards
+    first = np.zeros(T, np.int64)
+    first[[0, D + 5]] = 1                                   # a second sequence: the line restarts empty
+    return {"x": x, "n_rq": len(bb.RQ_CASES), "n_gc": len(bb.GC_CASES),
+            "rq_bits": np.array([f.bits for _, f in bb.RQ_CASES]),
+            "rq_signed": np.array([int(f.signed) for _, f in bb.RQ_CASES]),
+            "H": H, "k_bits": arch.gate_bits, "h_bits": hf.bits,
+            "sc_roundings": np.array([r.value for r in bb.SC_ROUNDINGS]),
+            "sc_k": k, "sc_hc": hc, "sc_en": en, "sc_clear": clear,
+            "cfg_addr": addrs[sel].astype(np.int64), "cfg_data": datas[sel].astype(np.int64),
+            "dl_bits": fmts.dl.bits, "act_bits": fmts.act.bits, "cv_s": s, "cv_first": first,
+            "_delays": dl, "_w": t["layers.0.conv.w"]}
+
+
+@pytest.mark.xdist_group("rtl_blockbench")
+def test_blocks_in_verilator(tmp_path):
+    """requantize, gate codes, the SC update (3 rounding rules) and the delay-line convolution
+    in Verilator under cocotb, against spec/ and sim/ on edge and random stimuli."""
+    from sim.delayline import conv_step
+    from sim.mingru import state_update
+    from spec.arch import acc_frac
+    from testbenches import blockbench as bb
+    from testbenches.build import build_cocotb, run_cocotb_test, verilog_of
+    job = _bench_job(np.random.default_rng(20))
+    vfile = verilog_of(bb.BlockBench, bb.TOP_NAME, "v1")
+    bdir = build_cocotb(vfile, top=bb.TOP_NAME)
+    jf, rf = tmp_path / "job.npz", tmp_path / "res.npz"
+    np.savez(jf, **{k: v for k, v in job.items() if not k.startswith("_")})
+    n, fail = run_cocotb_test(bdir, top=bb.TOP_NAME, module="testbenches.tb_blocks", workdir=tmp_path,
+                              env={"MGRADE_JOB": str(jf), "MGRADE_RESULT": str(rf)})
+    assert n == 1 and fail == 0, (tmp_path / "sim.log").read_text()[-3000:]
+    r = np.load(rf)
+    xs = job["x"].astype(np.int64)
+    for c, (xf, f) in enumerate(bb.RQ_CASES):
+        q, _ = spec_requantize(xs, xf, f)
+        np.testing.assert_array_equal(r["rq"][:, c], q, err_msg=f"requantize case {c}: {xf} -> {f}")
+        sat = np.array([spec_requantize(np.int64(v), xf, f)[1] for v in xs])
+        np.testing.assert_array_equal(r["rq_sat"][:, c], sat, err_msg=f"saturation flag case {c}")
+    for c, (frac, bits, rnd) in enumerate(bb.GC_CASES):
+        np.testing.assert_array_equal(r["gc"][:, c], spec_gate_code(xs, frac, bits, rnd), err_msg=f"gate {c}")
+    arch = bb.bench_arch()
+    for ri, rnd in enumerate(bb.SC_ROUNDINGS):
+        fh = bb.bench_formats(rnd).h
+        h = np.zeros(arch.hidden, np.int64)
+        want = []
+        for k, hc, en, clr in zip(job["sc_k"], job["sc_hc"], job["sc_en"], job["sc_clear"]):
+            if clr:
+                h = np.zeros_like(h)
+            elif en:
+                h = state_update(h, k.astype(np.int64), hc.astype(np.int64), b_z=arch.gate_bits, fmt_h=fh)[0]
+            want.append(h)
+        np.testing.assert_array_equal(r["sc_h"][ri], np.array(want), err_msg=f"SC update, {rnd.value}")
+    # the rails were reached: the edge cases were exercised
+    assert (r["sc_h"] == bb.bench_formats().h.max_int).any() or (r["sc_h"] > 30000).any()
+    fmts = bb.bench_formats()
+    D = arch.d_max
+    want_u, want_sat = [], []
+    line, t = None, 0
+    for s, first in zip(job["cv_s"], job["cv_first"]):
+        if first:
+            line, t = np.zeros((1, arch.hidden, D), np.int64), 0
+        acc = conv_step(line, s[None].astype(np.int64), job["_delays"], job["_w"].astype(np.int64), t)[0]
+        t += 1
+        q, n_sat = spec_requantize(acc, acc_frac(fmts.dl, fmts.w_conv), fmts.act)
+        want_u.append(q)
+        want_sat.append(int(n_sat > 0))
+    np.testing.assert_array_equal(r["cv_u0"], np.array(want_u), err_msg="delay-line convolution")
+    np.testing.assert_array_equal(r["cv_sat"], np.array(want_sat), err_msg="convolution saturation flag")
+    assert sum(want_sat) > 0
+
+
+@pytest.mark.xdist_group("rtl_probe")
+@pytest.mark.parametrize("case", ["edges", "saturation"])
+def test_network_blocks_in_verilator(case):
+    """Every block of a whole 2-layer network, every step, through the probe port in Verilator:
+    delays 0 / d_max - 1 / d_max with z pinned at 63/64 and 0, and a saturating bundle."""
+    from testbenches.cosim import run_cocotb
+    b, xs = _edge_bundle() if case == "edges" else _saturating_bundle()
+    r = run_cocotb(b, xs, probe=True)
+    assert r.bit_exact, r.mismatch
+    res = _compare(b, xs, r.outputs, r.trace)
+    if case == "edges":
+        assert (res.trace["layers.0.k"] == 63).all() and (res.trace["layers.1.k"] == 0).all()
+    else:
+        assert sum(res.saturations.values()) > 0

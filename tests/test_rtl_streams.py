@@ -1,0 +1,78 @@
+"""Verilator regression (CI): short versions of every stream test through the whole network under
+cocotb, bit for bit against ``sim`` (small architectures, H = 8, each stream another RTL variant;
+real fixture data), and the mismatch localisation path (fault injected into the RTL's weights).
+
+Long versions: ``python -m testbenches.regress`` (``make regress``)."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rtl.top import cycles_per_step
+from testbenches.cosim import expected, localise, run_cocotb
+from testbenches.streams import STREAMS, make_case
+
+pytestmark = pytest.mark.rtl
+
+SHORT_STEPS = 300
+
+
+def _first_difference(name, case, r, out_dir, rtl_bundle=None) -> str:
+    """The failure message of a stream test: the first differing (stream, sequence, step, layer,
+    tensor, channel), both values, and the FST waveform of the steps around it."""
+    m = r.mismatch
+    if m is None:
+        return f"{name}: the cocotb run failed without a mismatch (steps {r.steps}); see build/runs"
+    loc = localise(case.bundle, case.xs[m["seq"]], m["step"], out_dir=out_dir, rtl_bundle=rtl_bundle,
+                   log=lambda *a: None)
+    where = (f"layer {loc['layer']}, " if loc.get("layer") is not None else "") + f"tensor {loc['tensor']}"
+    return (f"{name}: output {m['output']}[{m['class']}] differs in sequence {m['seq']} at step {m['step']} "
+            f"(RTL {m['got']}, sim {m['expected']}); first difference: step {loc['step']}, {where}, "
+            f"channel {loc.get('channel')}: RTL {loc.get('rtl')} != sim {loc.get('sim')}; waveform {loc['fst']} "
+            f"(steps {loc['fst_steps'][0]}..{loc['fst_steps'][1] - 1})")
+
+
+def _group(name):
+    # the gsc design is shared with the localisation test: same worker, one build
+    return pytest.mark.xdist_group("rtl_gsc_small" if name == "gsc_stream" else f"rtl_{name}")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=_group(n)) for n in STREAMS])
+def test_stream_short(name, tmp_path):
+    case = make_case(name, n_seqs=2, max_steps=SHORT_STEPS, small=True, root="fixture")
+    r = run_cocotb(case.bundle, case.xs)
+    if not r.bit_exact:
+        pytest.fail(_first_difference(name, case, r, tmp_path))
+    steps = sum(len(x) for x in case.xs)
+    assert r.steps == steps
+    # cycles are counted from the first sample to the last result: one step per cycles_per_step
+    assert abs(r.cycles - steps * cycles_per_step(case.bundle.arch)) <= cycles_per_step(case.bundle.arch)
+
+
+@pytest.mark.xdist_group("rtl_gsc_small")
+def test_mismatch_is_localised_with_waveform(tmp_path):
+    """A corrupted candidate weight of layer 1, channel 3 in the RTL: the run stops at the first
+    differing step and the localisation names layer 1's ``hc``, channel 3, with an FST."""
+    case = make_case("gsc_stream", n_seqs=1, max_steps=60, small=True, root="fixture")
+    good = case.bundle
+    t = dict(good.tensors)
+    wh = t["layers.1.rnn.wh"].copy()
+    wh[3, :] = np.where(wh[3, :] == 100, -100, 100)
+    t["layers.1.rnn.wh"] = wh
+    bad = dataclasses.replace(good, tensors=t)
+    exp, _ = expected(good, case.xs)
+    r = run_cocotb(bad, case.xs, exp)
+    assert not r.bit_exact and r.mismatch is not None
+    assert r.mismatch["seq"] == 0 and r.mismatch["step"] == 0
+    loc = localise(good, case.xs[0], r.mismatch["step"], rtl_bundle=bad, out_dir=tmp_path)
+    assert loc["tensor"] == "layers.1.hc" and loc["layer"] == 1 and loc["channel"] == 3, loc
+    assert loc["step"] == 0
+    assert loc["rtl"] != loc["sim"]
+    fst = Path(loc["fst"])
+    assert fst.read_bytes()[:1] == b"\x00" and fst.stat().st_size > 1000   # an FST header block (type 0)
+    # the message a failing stream test prints names all of it
+    msg = _first_difference("gsc_stream", case, r, tmp_path, rtl_bundle=bad)
+    assert "layer 1, tensor layers.1.hc, channel 3" in msg and ".fst" in msg
