@@ -107,7 +107,7 @@ def make_case(name: str, *, n_seqs: int = 1, max_steps: int | None = None, small
     if name not in STREAMS:
         raise KeyError(name)
     sd = STREAMS[name]
-    split, source = _load(sd.task, offset + n_seqs, root)
+    split, source = _load(sd.task, None, root)   # whole split, then slice: a limit would draw a pseudo-random subset
     info = task_info(split)
     bundle, bsrc = None, None
     path = REPO / "models" / "bundles" / sd.bundle
