@@ -1,7 +1,7 @@
 """Encoders: ``LinearEncoder`` (x -> act by a d_in-column projection) and ``EmbeddingEncoder``."""
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -9,7 +9,7 @@ from amaranth.utils import ceil_log2
 from spec.arch import Arch, Formats, acc_frac
 from .addrmap import AddressMap
 from .fixed import acc_shape, align_bias, any_of, requantize, shape_of
-from .mac import MacLanes
+from .mac import MacLanes, column_sequencer
 from .memory import weight_memory
 
 __all__ = ["LinearEncoder", "EmbeddingEncoder", "token_bits"]
@@ -17,6 +17,18 @@ __all__ = ["LinearEncoder", "EmbeddingEncoder", "token_bits"]
 
 def token_bits(arch: Arch) -> int:
     return max(1, ceil_log2(arch.d_in))
+
+
+def _encoder_members(arch: Arch, fmts: Formats, amap: AddressMap, name: str, shape) -> dict:
+    """The encoders' common signature; only the input port (``x`` features or a ``token`` id) differs."""
+    return {
+        "cfg": In(amap.signature()),
+        name: In(shape),
+        "start": In(1),
+        "done": Out(1),
+        "a": Out(data.ArrayLayout(shape_of(fmts.act), arch.hidden)),
+        "sat": Out(1),
+    }
 
 
 class LinearEncoder(wiring.Component):
@@ -27,14 +39,7 @@ class LinearEncoder(wiring.Component):
 
     def __init__(self, arch: Arch, fmts: Formats, amap: AddressMap):
         self.arch, self.fmts, self.amap = arch, fmts, amap
-        super().__init__({
-            "cfg": In(amap.signature()),
-            "x": In(data.ArrayLayout(shape_of(fmts.x), arch.d_in)),
-            "start": In(1),
-            "done": Out(1),
-            "a": Out(data.ArrayLayout(shape_of(fmts.act), arch.hidden)),
-            "sat": Out(1),
-        })
+        super().__init__(_encoder_members(arch, fmts, amap, "x", data.ArrayLayout(shape_of(fmts.x), arch.d_in)))
 
     def elaborate(self, platform):
         m = Module()
@@ -43,21 +48,13 @@ class LinearEncoder(wiring.Component):
         f_acc = acc_frac(fmts.x, fmts.w_enc)
         m.submodules.mac = mac = MacLanes(H, shape_of(fmts.x), shape_of(fmts.w_enc),
                                           acc_shape(N, fmts.x, fmts.w_enc, fmts.bias))
-        i = Signal(range(max(N, 2)))
-        running = Signal()
+        i, running = column_sequencer(m, self.start, self.done, N)
         w = weight_memory(m, self.amap, "enc.w", self.cfg, i)
         b = weight_memory(m, self.amap, "enc.b", self.cfg, 0)
         xi = self.x[i]
         for c in range(H):
             m.d.comb += [mac.x[c].eq(xi), mac.w[c].eq(w[c]), mac.init[c].eq(align_bias(b[c], fmts.bias, f_acc))]
         m.d.comb += [mac.load.eq(self.start), mac.en.eq(running)]
-        with m.If(self.start):
-            m.d.sync += [running.eq(1), i.eq(0)]
-        with m.Elif(running):
-            m.d.sync += i.eq(i + 1)
-            with m.If(i == N - 1):
-                m.d.sync += running.eq(0)
-        m.d.sync += self.done.eq(running & (i == N - 1))
         sats = []
         for c in range(H):
             q, sat = requantize(mac.acc[c], f_acc, fmts.act)
@@ -72,14 +69,7 @@ class EmbeddingEncoder(wiring.Component):
 
     def __init__(self, arch: Arch, fmts: Formats, amap: AddressMap):
         self.arch, self.fmts, self.amap = arch, fmts, amap
-        super().__init__({
-            "cfg": In(amap.signature()),
-            "token": In(token_bits(arch)),
-            "start": In(1),
-            "done": Out(1),
-            "a": Out(data.ArrayLayout(shape_of(fmts.act), arch.hidden)),
-            "sat": Out(1),
-        })
+        super().__init__(_encoder_members(arch, fmts, amap, "token", token_bits(arch)))
 
     def elaborate(self, platform):
         m = Module()

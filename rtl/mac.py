@@ -1,11 +1,11 @@
 """``MacLanes``: the time-multiplexed multiply-accumulate array every projection is built on."""
 from __future__ import annotations
 
-from amaranth.hdl import Module, ShapeLike
+from amaranth.hdl import Module, ShapeLike, Signal, ValueLike
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["MacLanes"]
+__all__ = ["MacLanes", "column_sequencer"]
 
 
 class MacLanes(wiring.Component):
@@ -44,3 +44,24 @@ class MacLanes(wiring.Component):
             with m.Elif(self.en):
                 m.d.sync += self.acc[j].eq(self.acc[j] + self.x[j] * self.w[j])
         return m
+
+
+def column_sequencer(m: Module, start: ValueLike, done: Signal, n: int) -> tuple[Signal, Signal]:
+    """The sequencer of an ``n``-column product on :class:`MacLanes` (encoder, gate/candidate, readout).
+
+    The ``start`` cycle loads the biases (the caller drives ``load`` from ``start``); then ``running``
+    is high for ``n`` cycles while the column index ``i`` counts ``0 .. n-1`` (drive ``en`` from
+    ``running`` and present column ``i``); ``done`` (a register) is high in the cycle after the last
+    column, when the accumulators hold the finished sums: ``n + 2`` cycles from ``start`` to ``done``
+    inclusive. Returns ``(i, running)``.
+    """
+    i = Signal(range(max(n, 2)), name="i")
+    running = Signal(name="running")
+    with m.If(start):
+        m.d.sync += [running.eq(1), i.eq(0)]
+    with m.Elif(running):
+        m.d.sync += i.eq(i + 1)
+        with m.If(i == n - 1):
+            m.d.sync += running.eq(0)
+    m.d.sync += done.eq(running & (i == n - 1))
+    return i, running

@@ -1,14 +1,14 @@
 """The minGRU of one layer: gate and candidate projections, and the switched-capacitor update."""
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, unsigned
+from amaranth.hdl import Module, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from spec.arch import Arch, Formats, acc_frac
 from .addrmap import AddressMap
 from .fixed import acc_shape, align_bias, any_of, gate_code, requantize, round_shift, saturate, shape_of
-from .mac import MacLanes
+from .mac import MacLanes, column_sequencer
 from .memory import weight_memory
 
 __all__ = ["GateCandidate", "ScUpdate"]
@@ -45,8 +45,7 @@ class GateCandidate(wiring.Component):
         ashape = acc_shape(H, fmts.act, fmts.w_rnn, fmts.bias)
         m.submodules.mac_z = mz = MacLanes(H, shape_of(fmts.act), shape_of(fmts.w_rnn), ashape)
         m.submodules.mac_h = mh = MacLanes(H, shape_of(fmts.act), shape_of(fmts.w_rnn), ashape)
-        i = Signal(range(H))
-        running = Signal()
+        i, running = column_sequencer(m, self.start, self.done, H)
         wz = weight_memory(m, self.amap, p + "wz", self.cfg, i)
         wh = weight_memory(m, self.amap, p + "wh", self.cfg, i)
         bz = weight_memory(m, self.amap, p + "bz", self.cfg, 0)
@@ -58,13 +57,6 @@ class GateCandidate(wiring.Component):
                 mh.x[c].eq(ui), mh.w[c].eq(wh[c]), mh.init[c].eq(align_bias(bh[c], fmts.bias, f_acc)),
             ]
         m.d.comb += [mz.load.eq(self.start), mh.load.eq(self.start), mz.en.eq(running), mh.en.eq(running)]
-        with m.If(self.start):
-            m.d.sync += [running.eq(1), i.eq(0)]
-        with m.Elif(running):
-            m.d.sync += i.eq(i + 1)
-            with m.If(i == H - 1):
-                m.d.sync += running.eq(0)
-        m.d.sync += self.done.eq(running & (i == H - 1))
         sats = []
         for c in range(H):
             q, sat = requantize(mh.acc[c], f_acc, fmts.h)

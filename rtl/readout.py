@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 from spec.arch import Arch, Formats, acc_frac
 from .addrmap import AddressMap
 from .fixed import acc_shape, align_bias, any_of, requantize, saturate, shape_of
-from .mac import MacLanes
+from .mac import MacLanes, column_sequencer
 from .memory import weight_memory
 
 __all__ = ["Readout"]
@@ -47,21 +47,13 @@ class Readout(wiring.Component):
         f_acc = acc_frac(fmts.act, fmts.w_out)
         m.submodules.mac = mac = MacLanes(C, shape_of(fmts.act), shape_of(fmts.w_out),
                                           acc_shape(H, fmts.act, fmts.w_out, fmts.bias))
-        i = Signal(range(H))
-        running = Signal()
+        i, running = column_sequencer(m, self.start, self.done, H)
         w = weight_memory(m, self.amap, "out.w", self.cfg, i)
         b = weight_memory(m, self.amap, "out.b", self.cfg, 0)
         ai = self.a[i]
         for c in range(C):
             m.d.comb += [mac.x[c].eq(ai), mac.w[c].eq(w[c]), mac.init[c].eq(align_bias(b[c], fmts.bias, f_acc))]
         m.d.comb += [mac.load.eq(self.start), mac.en.eq(running)]
-        with m.If(self.start):
-            m.d.sync += [running.eq(1), i.eq(0)]
-        with m.Elif(running):
-            m.d.sync += i.eq(i + 1)
-            with m.If(i == H - 1):
-                m.d.sync += running.eq(0)
-        m.d.sync += self.done.eq(running & (i == H - 1))
         sats = []
         for c in range(C):
             q, sat = requantize(mac.acc[c], f_acc, fmts.logit)
