@@ -101,13 +101,22 @@ def _load(task: str, limit: int | None, root):
 
 
 def make_case(name: str, *, n_seqs: int = 1, max_steps: int | None = None, small: bool = False,
-              root=None, seed: int = 0, offset: int = 0) -> StreamCase:
-    """Sequences ``offset .. offset + n_seqs`` of the stream's task, each cut to ``max_steps``."""
+              root=None, seed: int = 0, offset: int = 0, pool: int | None = None) -> StreamCase:
+    """Sequences ``offset .. offset + n_seqs`` of a pool of ``pool`` test sequences, each cut to ``max_steps``.
+
+    The pool is the loaders' ``limit`` subset (deterministic, drawn from every class; generated
+    tasks generate just that many). Chunks of one regression must share ``pool`` (default
+    ``offset + n_seqs``) so that their slices are disjoint: two different limits draw different
+    subsets, which overlap.
+    """
     from models.tasks import task_info, to_codes
     if name not in STREAMS:
         raise KeyError(name)
     sd = STREAMS[name]
-    split, source = _load(sd.task, None, root)   # whole split, then slice: a limit would draw a pseudo-random subset
+    pool = offset + n_seqs if pool is None else pool
+    if not 0 <= offset < pool or n_seqs < 1:
+        raise ValueError(f"make_case: need 0 <= offset < pool and n_seqs >= 1 (offset {offset}, pool {pool}, n_seqs {n_seqs})")
+    split, source = _load(sd.task, pool, root)
     info = task_info(split)
     bundle, bsrc = None, None
     path = REPO / "models" / "bundles" / sd.bundle
@@ -128,7 +137,7 @@ def make_case(name: str, *, n_seqs: int = 1, max_steps: int | None = None, small
         bundle = random_bundle(arch, Formats(), seed=seed)
         bsrc = (bsrc or "") + f"random bundle (no trained {sd.bundle}; seed {seed})"
     frame = bundle.arch.d_in if info.kind == "audio" else 1
-    idx = np.arange(offset, min(offset + n_seqs, len(split)))
+    idx = np.arange(offset, min(offset + n_seqs, pool, len(split)))
     x, lengths = to_codes(split, idx, bundle.formats.x, frame=frame)
     xs = []
     for b, n in enumerate(lengths):
