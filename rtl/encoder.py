@@ -8,8 +8,8 @@ from amaranth.utils import ceil_log2
 
 from spec.arch import Arch, Formats, acc_frac
 from .addrmap import AddressMap
-from .fixed import acc_shape, align_bias, any_of, requantize, shape_of
-from .mac import MacLanes, column_sequencer
+from .fixed import acc_shape, any_of, requantize, shape_of
+from .mac import MacLanes, broadcast_columns, column_sequencer
 from .memory import weight_memory
 
 __all__ = ["LinearEncoder", "EmbeddingEncoder", "token_bits"]
@@ -51,10 +51,7 @@ class LinearEncoder(wiring.Component):
         i, running = column_sequencer(m, self.start, self.done, N)
         w = weight_memory(m, self.amap, "enc.w", self.cfg, i)
         b = weight_memory(m, self.amap, "enc.b", self.cfg, 0)
-        xi = self.x[i]
-        for c in range(H):
-            m.d.comb += [mac.x[c].eq(xi), mac.w[c].eq(w[c]), mac.init[c].eq(align_bias(b[c], fmts.bias, f_acc))]
-        m.d.comb += [mac.load.eq(self.start), mac.en.eq(running)]
+        broadcast_columns(m, mac, self.x[i], w, b, bias=fmts.bias, f_acc=f_acc, start=self.start, running=running)
         sats = []
         for c in range(H):
             q, sat = requantize(mac.acc[c], f_acc, fmts.act)

@@ -5,7 +5,10 @@ from amaranth.hdl import Module, ShapeLike, Signal, ValueLike
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["MacLanes", "column_sequencer"]
+from spec.fixedpoint import Format
+from .fixed import align_bias
+
+__all__ = ["MacLanes", "column_sequencer", "broadcast_columns"]
 
 
 class MacLanes(wiring.Component):
@@ -65,3 +68,17 @@ def column_sequencer(m: Module, start: ValueLike, done: Signal, n: int) -> tuple
             m.d.sync += running.eq(0)
     m.d.sync += done.eq(running & (i == n - 1))
     return i, running
+
+
+def broadcast_columns(m: Module, mac: MacLanes, x: ValueLike, w, b, *, bias: Format, f_acc: int,
+                      start: ValueLike, running: ValueLike) -> None:
+    """Wire ``mac`` for the product ``W v + b`` while column ``i`` is presented.
+
+    Every lane gets the broadcast element ``x = v[i]`` and its own weight ``w[lane]`` (the row of
+    column ``i`` read from the weight memory); ``start`` loads the bias ``b[lane]`` (format ``bias``)
+    aligned to the accumulator's ``f_acc`` fraction bits, ``running`` accumulates. With
+    :func:`column_sequencer` this is the whole datapath of a projection.
+    """
+    for c in range(mac.lanes):
+        m.d.comb += [mac.x[c].eq(x), mac.w[c].eq(w[c]), mac.init[c].eq(align_bias(b[c], bias, f_acc))]
+    m.d.comb += [mac.load.eq(start), mac.en.eq(running)]

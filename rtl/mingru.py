@@ -7,8 +7,8 @@ from amaranth.lib.wiring import In, Out
 
 from spec.arch import Arch, Formats, acc_frac
 from .addrmap import AddressMap
-from .fixed import acc_shape, align_bias, any_of, gate_code, requantize, round_shift, saturate, shape_of
-from .mac import MacLanes, column_sequencer
+from .fixed import acc_shape, any_of, gate_code, requantize, round_shift, saturate, shape_of
+from .mac import MacLanes, broadcast_columns, column_sequencer
 from .memory import weight_memory
 
 __all__ = ["GateCandidate", "ScUpdate"]
@@ -50,13 +50,9 @@ class GateCandidate(wiring.Component):
         wh = weight_memory(m, self.amap, p + "wh", self.cfg, i)
         bz = weight_memory(m, self.amap, p + "bz", self.cfg, 0)
         bh = weight_memory(m, self.amap, p + "bh", self.cfg, 0)
-        ui = self.u[i]
-        for c in range(H):
-            m.d.comb += [
-                mz.x[c].eq(ui), mz.w[c].eq(wz[c]), mz.init[c].eq(align_bias(bz[c], fmts.bias, f_acc)),
-                mh.x[c].eq(ui), mh.w[c].eq(wh[c]), mh.init[c].eq(align_bias(bh[c], fmts.bias, f_acc)),
-            ]
-        m.d.comb += [mz.load.eq(self.start), mh.load.eq(self.start), mz.en.eq(running), mh.en.eq(running)]
+        for mac, w, b in ((mz, wz, bz), (mh, wh, bh)):     # both share the broadcast u[i]
+            broadcast_columns(m, mac, self.u[i], w, b, bias=fmts.bias, f_acc=f_acc, start=self.start,
+                              running=running)
         sats = []
         for c in range(H):
             q, sat = requantize(mh.acc[c], f_acc, fmts.h)

@@ -7,8 +7,8 @@ from amaranth.lib.wiring import In, Out
 
 from spec.arch import Arch, Formats, acc_frac
 from .addrmap import AddressMap
-from .fixed import acc_shape, align_bias, any_of, requantize, saturate, shape_of
-from .mac import MacLanes, column_sequencer
+from .fixed import acc_shape, any_of, requantize, saturate, shape_of
+from .mac import MacLanes, broadcast_columns, column_sequencer
 from .memory import weight_memory
 
 __all__ = ["Readout"]
@@ -50,10 +50,7 @@ class Readout(wiring.Component):
         i, running = column_sequencer(m, self.start, self.done, H)
         w = weight_memory(m, self.amap, "out.w", self.cfg, i)
         b = weight_memory(m, self.amap, "out.b", self.cfg, 0)
-        ai = self.a[i]
-        for c in range(C):
-            m.d.comb += [mac.x[c].eq(ai), mac.w[c].eq(w[c]), mac.init[c].eq(align_bias(b[c], fmts.bias, f_acc))]
-        m.d.comb += [mac.load.eq(self.start), mac.en.eq(running)]
+        broadcast_columns(m, mac, self.a[i], w, b, bias=fmts.bias, f_acc=f_acc, start=self.start, running=running)
         sats = []
         for c in range(C):
             q, sat = requantize(mac.acc[c], f_acc, fmts.logit)
