@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
+from .build import REPO
 from .streams import STREAMS
 
 DEFAULT_N = {"gsc_stream": 100, "listops_stream": 100, "text_stream": 20, "image_stream": 20,
@@ -48,8 +51,10 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--small", action="store_true", help="small random architectures (H=8)")
     ap.add_argument("--root", default=None, help="data root (default: shared archive, else fixture)")
+    ap.add_argument("--json", default=str(REPO / "results" / "regress.json"), help="per-chunk results file")
     args = ap.parse_args(argv)
     counts = dict(DEFAULT_N)
+    counts.update({k: 10 for k in STREAMS if k not in counts})
     for spec in args.n:
         k, v = spec.split("=")
         counts[k] = int(v)
@@ -64,18 +69,33 @@ def main(argv=None) -> int:
     from .streams import make_case
     ensure_path()
     for name in names:
-        case = make_case(name, n_seqs=1, small=args.small, root=args.root)
+        n = counts.get(name, 10)
+        case = make_case(name, n_seqs=1, small=args.small, root=args.root, pool=n)
+        if case.pool_size < n:    # e.g. the committed fixture of a task whose archive is not here
+            print(f"{name}: {case.data_source} holds {case.pool_size} sequences, not {n}: running {case.pool_size}",
+                  flush=True)
+            counts[name] = case.pool_size
         build_stream(case.bundle.arch, case.bundle.formats)
     jobs = []
     for name in names:
-        n = counts.get(name, 10)
+        n = counts[name]
         per = max(1, -(-n // args.jobs))        # one chunk per process: one build check, few start-ups
         for off in range(0, n, per):
             jobs.append((name, off, min(per, n - off), n, args.small, args.root))
     t0 = time.time()
     results = []
     with ProcessPoolExecutor(max_workers=args.jobs) as ex:
-        for r in ex.map(_chunk, jobs):
+        futures = [ex.submit(_chunk, j) for j in jobs]
+        for j, fut in zip(jobs, futures):
+            try:
+                r = fut.result()
+            except Exception as e:  # noqa: BLE001 - a failed chunk is a failed regression, the others still count
+                r = {"name": j[0], "seqs": 0, "steps": 0, "cycles": 0, "wall": 0.0, "bit_exact": False,
+                     "mismatch": None, "error": f"{type(e).__name__}: {e}", "offset": j[1], "prints": [],
+                     "correct": 0, "bundle": "?", "data": "?", "t0": time.time(), "t1": time.time()}
+                print(f"  {j[0]:<18} seqs {j[1]}..{j[1] + j[2] - 1}: FAILED {r['error']}", flush=True)
+                results.append(r)
+                continue
             results.append(r)
             status = "ok" if r["bit_exact"] else f"MISMATCH {r['mismatch']}"
             print(f"  {r['name']:<18} seqs {r['offset']}..{r['offset'] + r['seqs'] - 1}: {r['steps']} steps, "
@@ -88,12 +108,13 @@ def main(argv=None) -> int:
         s = {k: sum(r[k] for r in rs) for k in ("seqs", "steps", "cycles", "correct")}
         ok = all(r["bit_exact"] for r in rs)
         distinct = len({h for r in rs for h in r["prints"]})
+        ok &= distinct == s["seqs"]     # overlapping chunks would count a sequence twice
         ok_all &= ok
         for k in tot:
             tot[k] += s[k]
-        span = max(r["t1"] for r in rs) - min(r["t0"] for r in rs)
+        span = max(1e-9, max(r["t1"] for r in rs) - min(r["t0"] for r in rs))
         print(f"{name:<18} {s['seqs']:>4} seqs ({distinct} distinct) {s['steps']:>9} steps {s['cycles']:>11} cycles  "
-              f"bit-exact {'yes' if ok else 'NO'} ({sum(not r['bit_exact'] for r in rs)} mismatching chunks)  "
+              f"bit-exact {'yes' if ok else 'NO'} ({sum(not r['bit_exact'] for r in rs)} failing chunks)  "
               f"RTL accuracy vs labels {s['correct']}/{s['seqs']} = {100 * s['correct'] / max(1, s['seqs']):.1f} %  "
               f"{s['seqs'] / span * 3600:.0f} sequences/hour on {args.jobs} processes")
         print(f"{'':<18} bundle: {rs[0]['bundle']}; data: {rs[0]['data']}")
@@ -101,6 +122,13 @@ def main(argv=None) -> int:
     print(f"{'total':<18} {tot['seqs']:>4} seqs {tot['steps']:>9} steps {tot['cycles']:>11} cycles  "
           f"{wall:.0f} s wall on {args.jobs} processes ({tot['cycles'] / wall:.0f} cycles/s, "
           f"{tot['steps'] / wall:.0f} steps/s)  bit-exact {'yes' if ok_all else 'NO'}")
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"command": " ".join(["python -m testbenches.regress", *(argv or sys.argv[1:])]),
+                               "jobs": args.jobs, "wall_s": wall, "bit_exact": ok_all,
+                               "chunks": [{k: v for k, v in r.items() if k != "prints"} | {"distinct": len(set(r["prints"]))}
+                                          for r in results]}, indent=1, default=str))
+    print(f"per-chunk results: {out}")
     return 0 if ok_all else 1
 
 

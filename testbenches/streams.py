@@ -59,6 +59,7 @@ class StreamCase:
     labels: np.ndarray
     classes: list
     data_source: str
+    pool_size: int      # sequences in the pool actually available (<= the requested pool)
 
 
 #: Variants of the small CI architectures: each stream exercises other options of the RTL.
@@ -137,10 +138,14 @@ def make_case(name: str, *, n_seqs: int = 1, max_steps: int | None = None, small
         bundle = random_bundle(arch, Formats(), seed=seed)
         bsrc = (bsrc or "") + f"random bundle (no trained {sd.bundle}; seed {seed})"
     frame = bundle.arch.d_in if info.kind == "audio" else 1
-    idx = np.arange(offset, min(offset + n_seqs, pool, len(split)))
+    available = min(pool, len(split))
+    if offset >= available:
+        raise ValueError(f"{name}: sequence {offset} requested, but {source} has only {available} "
+                         f"(pool {pool}); ask for fewer sequences or give a data root with more")
+    idx = np.arange(offset, min(offset + n_seqs, available))
     x, lengths = to_codes(split, idx, bundle.formats.x, frame=frame)
     xs = []
     for b, n in enumerate(lengths):
         n = int(n) if max_steps is None else min(int(n), max_steps)
         xs.append(np.ascontiguousarray(x[b, :n]))
-    return StreamCase(name, bundle, bsrc, xs, split.y[idx], list(split.classes), source)
+    return StreamCase(name, bundle, bsrc, xs, split.y[idx], list(split.classes), source, available)

@@ -18,7 +18,7 @@ def test_chunks_of_one_pool_are_disjoint_and_cover_it(name, pool):
     whole = make_case(name, n_seqs=pool, small=True, root="fixture", max_steps=200)
     parts = [make_case(name, n_seqs=half, offset=o, pool=pool, small=True, root="fixture", max_steps=200)
              for o in (0, half)]
-    assert len(whole.xs) == pool
+    assert len(whole.xs) == pool and whole.pool_size == pool
     assert _keys(parts[0]) + _keys(parts[1]) == _keys(whole)
     assert not set(_keys(parts[0])) & set(_keys(parts[1]))
     assert np.array_equal(np.concatenate([p.labels for p in parts]), whole.labels)
@@ -27,6 +27,47 @@ def test_chunks_of_one_pool_are_disjoint_and_cover_it(name, pool):
 def test_bad_slice_is_refused():
     with pytest.raises(ValueError, match="offset"):
         make_case("listops_stream", n_seqs=2, offset=5, pool=4, small=True, root="fixture")
+    # the ListOps fixture holds 4 test sequences: asking for the 6th says so instead of returning nothing
+    with pytest.raises(ValueError, match="has only 4"):
+        make_case("listops_stream", n_seqs=2, offset=5, pool=8, small=True, root="fixture")
+    assert make_case("listops_stream", n_seqs=8, pool=8, small=True, root="fixture").pool_size == 4
     with pytest.raises(KeyError):
         make_case("no_such_stream")
     assert "gsc_stream" in STREAMS
+
+
+def _fake_chunk(args):
+    """Stands in for a cocotb run: sequence k of a stream has fingerprint k; image chunks after the
+    first fail; text chunks all repeat the first sequences."""
+    name, offset, n, pool, small, root = args
+    if name == "image_stream" and offset > 0:
+        raise RuntimeError("simulated chunk failure")
+    prints = [f"{name}:{k}" for k in range(offset, offset + n)]
+    if name == "text_stream":      # every chunk returns the same sequences (the old overlapping-pool bug)
+        prints = [f"{name}:{k}" for k in range(n)]
+    return {"name": name, "seqs": n, "steps": 10 * n, "cycles": 100 * n, "wall": 1.0, "bit_exact": True,
+            "mismatch": None, "offset": offset, "prints": prints, "correct": n // 2, "bundle": "b", "data": "d",
+            "t0": 0.0, "t1": 1.0}
+
+
+def test_regress_totals_and_exit_status(monkeypatch, tmp_path, capsys):
+    import json
+    from testbenches import cosim, regress
+    monkeypatch.setattr(regress, "_chunk", _fake_chunk)
+    monkeypatch.setattr(cosim, "build_stream", lambda arch, fmts: None)
+    out = tmp_path / "r.json"
+    common = ["--small", "--root", "fixture", "--jobs", "2", "--json", str(out)]
+    # the ListOps fixture holds 4 sequences: 6 asked, 4 run, all distinct, exit 0
+    assert regress.main(["--streams", "listops_stream", "--n", "listops_stream=6", *common]) == 0
+    text = capsys.readouterr().out
+    assert "holds 4 sequences, not 6: running 4" in text
+    assert "4 seqs (4 distinct)" in text and "bit-exact yes" in text
+    assert sum(c["seqs"] for c in json.loads(out.read_text())["chunks"]) == 4
+    # a failing chunk: the totals are still printed, the run exits 1
+    assert regress.main(["--streams", "image_stream", "--n", "image_stream=4", *common]) == 1
+    text = capsys.readouterr().out
+    assert "FAILED RuntimeError: simulated chunk failure" in text and "bit-exact NO" in text
+    # overlapping chunks: bit-exact each, but not distinct sequences -> exit 1
+    assert regress.main(["--streams", "text_stream", "--n", "text_stream=4", *common]) == 1
+    text = capsys.readouterr().out
+    assert "4 seqs (2 distinct)" in text and "bit-exact NO" in text
