@@ -38,15 +38,18 @@ def test_bad_slice_is_refused():
 
 def _fake_chunk(args):
     """Stands in for a cocotb run: sequence k of a stream has fingerprint k; image chunks after the
-    first fail; text chunks all repeat the first sequences."""
+    first fail; text chunks all repeat the first sequences; ListOps holds a duplicated sequence."""
     name, offset, n, pool, small, root = args
     if name == "image_stream" and offset > 0:
         raise RuntimeError("simulated chunk failure")
-    prints = [f"{name}:{k}" for k in range(offset, offset + n)]
-    if name == "text_stream":      # every chunk returns the same sequences (the old overlapping-pool bug)
-        prints = [f"{name}:{k}" for k in range(n)]
+    ids = list(range(offset, offset + n))
+    prints = [f"{name}:{k}" for k in ids]
+    if name == "text_stream":      # every chunk runs the same sequences (the old overlapping-pool bug)
+        ids = list(range(n))
+    if name == "listops_stream" and offset == 0:   # sequences 0 and 1 identical: reported, not a failure
+        prints[0] = f"{name}:1"
     return {"name": name, "seqs": n, "steps": 10 * n, "cycles": 100 * n, "wall": 1.0, "bit_exact": True,
-            "mismatch": None, "offset": offset, "prints": prints, "correct": n // 2, "bundle": "b", "data": "d",
+            "mismatch": None, "offset": offset, "ids": ids, "prints": prints, "correct": n // 2, "bundle": "b", "data": "d",
             "t0": 0.0, "t1": 1.0}
 
 
@@ -61,7 +64,8 @@ def test_regress_totals_and_exit_status(monkeypatch, tmp_path, capsys):
     assert regress.main(["--streams", "listops_stream", "--n", "listops_stream=6", *common]) == 0
     text = capsys.readouterr().out
     assert "holds 4 sequences, not 6: running 4" in text
-    assert "4 seqs (4 distinct)" in text and "bit-exact yes" in text
+    assert "4 seqs (4 distinct, 1 identical in content (duplicates in the data))" in text
+    assert "bit-exact yes" in text
     assert sum(c["seqs"] for c in json.loads(out.read_text())["chunks"]) == 4
     # a failing chunk: the totals are still printed, the run exits 1
     assert regress.main(["--streams", "image_stream", "--n", "image_stream=4", *common]) == 1
