@@ -57,7 +57,9 @@ def main(argv=None) -> int:
     counts = dict(DEFAULT_N)
     counts.update({k: 10 for k in STREAMS if k not in counts})
     for spec in args.n:
-        k, v = spec.split("=")
+        k, _, v = spec.partition("=")
+        if k not in STREAMS or not v.isdigit() or int(v) < 1:
+            ap.error(f"--n {spec!r}: expected STREAM=N with N >= 1 and STREAM one of {', '.join(STREAMS)}")
         counts[k] = int(v)
     names = [s for s in args.streams.split(",") if s]
     bad = [s for s in names if s not in STREAMS]

@@ -75,3 +75,11 @@ def test_regress_totals_and_exit_status(monkeypatch, tmp_path, capsys):
     assert regress.main(["--streams", "text_stream", "--n", "text_stream=4", *common]) == 1
     text = capsys.readouterr().out
     assert "4 seqs (2 distinct)" in text and "bit-exact NO" in text
+
+
+@pytest.mark.parametrize("bad", ["gsc_stream", "gsc_stream=0", "gsc_stream=ten", "nope=3"])
+def test_regress_refuses_bad_counts(bad, capsys):
+    from testbenches import regress
+    with pytest.raises(SystemExit) as e:
+        regress.main(["--n", bad])
+    assert e.value.code == 2 and "expected STREAM=N" in capsys.readouterr().err
