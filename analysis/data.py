@@ -19,7 +19,7 @@ from spec.fixedpoint import storage_dtype
 from .bundles import bundle_frame, bundle_task
 from .cache import array_digest
 
-__all__ = ["EvalData", "eval_data", "subset_index", "load_options", "trainer_root"]
+__all__ = ["EvalData", "eval_data", "load_options", "trainer_root"]
 
 
 @dataclasses.dataclass
@@ -80,32 +80,11 @@ def _digest3(x, y, lengths) -> str:
     return h.hexdigest()
 
 
-def subset_index(n_total: int, n: int | None, seed: int = 0) -> np.ndarray:
-    """A deterministic pseudo-random subset of ``n`` of ``n_total`` indices, ascending."""
-    if n is None or n >= n_total:
-        return np.arange(n_total)
-    return np.sort(np.random.default_rng(seed).permutation(n_total)[:n])
-
-
 def load_options(bundle: Bundle) -> dict:
     """The ``models.data.load_task`` options the bundle was trained with (``--data-opt k=v``, in
     ``meta['train_args']['data_opt']``), so the study evaluates on the trainer's test split."""
-    ta = bundle.meta.get("train_args") or {}
-    items = ta.get("data_opt") or []
-    if isinstance(items, str):
-        items = [items]
-    out = {}
-    for it in items:
-        k, _, v = str(it).partition("=")
-        v = v.strip()
-        try:
-            out[k.strip()] = int(v)
-        except ValueError:
-            try:
-                out[k.strip()] = float(v)
-            except ValueError:
-                out[k.strip()] = {"none": None, "true": True, "false": False}.get(v.lower(), v)
-    return out
+    from models.data.core import parse_options     # imports torch (models/__init__): never in workers
+    return parse_options((bundle.meta.get("train_args") or {}).get("data_opt") or [])
 
 
 def trainer_root(bundle: Bundle) -> str | None:
@@ -135,10 +114,12 @@ def eval_data(bundle: Bundle, n: int | None = None, max_steps: int | None = None
         d = EvalData(np.concatenate(xs), np.concatenate([p.y for p in parts]),
                      np.concatenate([p.lengths for p in parts]), parts[0].task, parts[0].classes,
                      " + ".join(dict.fromkeys(p.source for p in parts)), split)
-        idx = subset_index(len(d), n)
+        from models.data.core import limit_index
+        idx = limit_index(len(d), n)
         d = d.subset(idx)
         d.note = f"{len(idx)} of {sum(len(p) for p in parts)}" if len(idx) < sum(len(p) for p in parts) else ""
         return d.truncate(max_steps)
+    from models.data.core import limit_index
     from models.tasks import load_split, to_codes   # imports torch: only here, never in workers
 
     task = task or bundle_task(bundle)
@@ -151,11 +132,10 @@ def eval_data(bundle: Bundle, n: int | None = None, max_steps: int | None = None
     roots = list(dict.fromkeys(roots))
     # each source with the trainer's options, then (e.g. the 24-clip fixture, too small to resplit)
     # without its resplit: the source's own test selection
-    tries = [(r, opts) for r in roots]
-    if "resplit" not in opts and task in ("gsc12",):
+    if "resplit" in opts or task == "gsc12":
         tries = [t for r in roots for t in ((r, opts), (r, dict(opts, resplit=None)))]
-    if "resplit" in opts:
-        tries = [t for r in roots for t in ((r, opts), (r, dict(opts, resplit=None)))]
+    else:
+        tries = [(r, opts) for r in roots]
     for root, o in tries:
         try:
             sp = load_split(task, root, split, options=o)
@@ -170,7 +150,7 @@ def eval_data(bundle: Bundle, n: int | None = None, max_steps: int | None = None
             errors.append(f"root={root!r} options={o}: {type(e).__name__}: {e}")
     if sp is None:
         raise RuntimeError(f"no data for task {task!r} ({split}):\n  " + "\n  ".join(errors))
-    idx = subset_index(len(sp), n)
+    idx = limit_index(len(sp), n)
     frame = bundle_frame(bundle)
     x, lengths = to_codes(sp, idx, bundle.formats.x, frame=frame)
     if bundle.arch.encoder == "linear":

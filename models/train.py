@@ -163,21 +163,11 @@ def sigma_at_progress(progress: float, s0: float, s1: float, frac: float) -> flo
 
 
 def parse_opts(items: list[str]) -> dict:
-    out = {}
-    for it in items:
-        k, _, v = it.partition("=")
-        if not _:
-            raise SystemExit(f"--data-opt needs KEY=VALUE, got {it!r}")
-        for conv in (int, float):
-            try:
-                v = conv(v)
-                break
-            except ValueError:
-                pass
-        else:
-            v = {"none": None, "true": True, "false": False}.get(v.lower(), v)
-        out[k] = v
-    return out
+    from .data.core import parse_options
+    try:
+        return parse_options(items)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
 
 
 def augment_audio(x: torch.Tensor, gen: torch.Generator, max_shift: int = 1600) -> torch.Tensor:

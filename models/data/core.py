@@ -86,6 +86,28 @@ def class_counts(y: np.ndarray, classes: list[str]) -> dict[str, int]:
     return {name: int(c[i]) for i, name in enumerate(classes)}
 
 
+def parse_options(items) -> dict:
+    """Loader options from ``KEY=VALUE`` strings (``--data-opt``): values become int, float,
+    None/True/False (``none``/``true``/``false``) or stay strings. A string alone is one item."""
+    if isinstance(items, str):
+        items = [items]
+    out = {}
+    for it in items:
+        k, eq, v = str(it).partition("=")
+        if not eq:
+            raise ValueError(f"--data-opt needs KEY=VALUE, got {it!r}")
+        for conv in (int, float):
+            try:
+                v = conv(v)
+                break
+            except ValueError:
+                pass
+        else:
+            v = {"none": None, "true": True, "false": False}.get(v.lower(), v)
+        out[k] = v
+    return out
+
+
 def limit_index(n: int, limit: int | None, seed: int = 0) -> np.ndarray:
     """Indices of a deterministic pseudo-random subset of `limit` of `n` items, in ascending order
     (so a limited load keeps the file order and draws from every class)."""
