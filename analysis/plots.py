@@ -6,6 +6,8 @@ from typing import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
+from .cosim import compare
+
 __all__ = ["farads", "plot_noise_grid", "plot_noise_panel", "plot_capacitor", "plot_default", "plot_precision", "plot_cosim",
            "STM32N6_SRAM_BYTES", "REPO_CONFIG_PARAMS", "FOOTPRINT_NOTE"]
 
@@ -88,8 +90,7 @@ def plot_capacitor(results_by_task: Mapping, tol: float = 0.01):
     ax.axhspan(-tol * 100, tol * 100, color="0.9", label=f"within {tol * 100:g} pt of noise-free")
     for i, (task, res) in enumerate(results_by_task.items()):
         c = f"C{i}"
-        d = (res.acc - res.exact) * 100
-        ax.errorbar(res.x, d.mean(axis=1), yerr=d.std(axis=1, ddof=1) if d.shape[1] > 1 else None,
+        ax.errorbar(res.x, (res.mean - res.exact) * 100, yerr=res.std * 100 if res.acc.shape[1] > 1 else None,
                     color=c, marker="o", ms=4, capsize=3, label=f"{task} (noise-free {res.exact:.3f}, n={res.n})")
         r = res.readoff(tol)
         if r.x_interp is not None:
@@ -214,8 +215,8 @@ def plot_cosim(x: np.ndarray, traces: Sequence[dict], classes: Sequence[str] | N
     extra = [tr for k, tr in enumerate(traces) if k != reference]
     txt = []
     for tr in extra:
-        n = sum(int((np.asarray(tr[k]) != np.asarray(ref[k])).sum()) for k in ("step_logits", "acc"))
-        n += sum(int((np.asarray(tr["h"][i]) != np.asarray(ref["h"][i])).sum()) for i in tr.get("h", {}))
+        diff = compare(tr, ref, keys=("step_logits", "acc", "h"))
+        n = sum(d["entries"] if d["mismatches"] is None else d["mismatches"] for d in diff.values())
         what = "step logits, readout" + (", h" if tr.get("h") else " (h not read: trace port unavailable)")
         txt.append(f"{tr['path']} vs {ref['path']}: {n} differing entries ({what})")
     if note:

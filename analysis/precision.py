@@ -127,19 +127,19 @@ class Knob:
     title: str
     roles: tuple
     bits: tuple
-    default: int
 
     def default_bits(self, bundle: Bundle) -> int:
+        """The bundle's own width for this knob (the reference point of the sweep)."""
         if self.name == "z":
             return bundle.arch.gate_bits
         return max(getattr(bundle.formats, r).bits for r in self.roles)
 
 
 KNOBS: dict[str, Knob] = {k.name: k for k in [
-    Knob("z", "gate z (b_z bits)", (), (2, 3, 4, 5, 6, 7, 8), 6),
-    Knob("h", "state h / candidate", ("h",), (6, 8, 10, 12, 14, 16), 16),
-    Knob("weights", "weights (enc, conv, Wz/Wh, mixer, out)", WEIGHT_ROLES, (2, 3, 4, 5, 6, 8), 8),
-    Knob("dl", "delay-line samples", ("dl",), (4, 6, 8, 10, 12, 16), 16),
+    Knob("z", "gate z (b_z bits)", (), (2, 3, 4, 5, 6, 7, 8)),
+    Knob("h", "state h / candidate", ("h",), (6, 8, 10, 12, 14, 16)),
+    Knob("weights", "weights (enc, conv, Wz/Wh, mixer, out)", WEIGHT_ROLES, (2, 3, 4, 5, 6, 8)),
+    Knob("dl", "delay-line samples", ("dl",), (4, 6, 8, 10, 12, 16)),
 ]}
 
 

@@ -16,6 +16,7 @@
 """
 from __future__ import annotations
 
+import collections
 import concurrent.futures as cf
 import dataclasses
 import math
@@ -114,12 +115,13 @@ def run_tasks(tasks: Sequence[Task], data: EvalData, *, batch: int = 64, cache: 
             todo[k] = t
     bar = tqdm(total=len(keys), desc=desc, disable=not progress, file=sys.stderr, mininterval=1.0,
                dynamic_ncols=False, ncols=90)
-    bar.update(len(keys) - sum(1 for k in keys if k in todo))
+    uses = collections.Counter(keys)          # identical tasks: one run advances the bar for each
+    bar.update(len(keys) - sum(uses[k] for k in todo))
 
     def done(k: str, r: dict) -> None:
         cache.put(k, r)
         results[k] = dict(r, cached=False)
-        bar.update(sum(1 for kk in keys if kk == k))
+        bar.update(uses[k])
 
     try:
         if todo and (workers == 1 or len(todo) == 1):
@@ -248,8 +250,30 @@ SWEEPS: dict[str, Sweep] = {s.name: s for s in [
 # ---------------------------------------------------------------------------------------------
 # results
 # ---------------------------------------------------------------------------------------------
+class _PerSeed:
+    """Statistics over seeds of ``acc[i, j]`` (row ``i`` a point or configuration, column ``j`` a seed)."""
+
+    acc: np.ndarray
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.acc.mean(axis=1)
+
+    @property
+    def std(self) -> np.ndarray:
+        return self.acc.std(axis=1, ddof=1) if self.acc.shape[1] > 1 else np.zeros(self.acc.shape[0])
+
+    @property
+    def lo(self) -> np.ndarray:
+        return self.acc.min(axis=1)
+
+    @property
+    def hi(self) -> np.ndarray:
+        return self.acc.max(axis=1)
+
+
 @dataclasses.dataclass
-class SweepResult:
+class SweepResult(_PerSeed):
     """Accuracy of one sweep: ``acc[i, j]`` at ``x[i]`` for ``seeds[j]``; ``exact``: noise-free."""
 
     sweep: Sweep
@@ -260,22 +284,6 @@ class SweepResult:
     n: int
     cached: int = 0
     magnitudes: list = dataclasses.field(default_factory=list)   # per point, NoiseModel.describe() (LSB)
-
-    @property
-    def mean(self) -> np.ndarray:
-        return self.acc.mean(axis=1)
-
-    @property
-    def std(self) -> np.ndarray:
-        return self.acc.std(axis=1, ddof=1) if self.acc.shape[1] > 1 else np.zeros(len(self.x))
-
-    @property
-    def lo(self) -> np.ndarray:
-        return self.acc.min(axis=1)
-
-    @property
-    def hi(self) -> np.ndarray:
-        return self.acc.max(axis=1)
 
     def readoff(self, tol: float = 0.01, ref: float | None = None) -> "ReadOff":
         """Where the mean stays within ``tol`` of ``ref`` (default: the noise-free accuracy)."""
@@ -345,7 +353,7 @@ def default_models() -> dict[str, NoiseModel]:
 
 
 @dataclasses.dataclass
-class DefaultResult:
+class DefaultResult(_PerSeed):
     """Accuracy at the documented defaults: ``acc[i, j]`` for ``configs[i]`` ('all' = every
     non-ideality at its default, else that one alone) and ``seeds[j]``; ``exact``: noise-free."""
 
@@ -356,14 +364,6 @@ class DefaultResult:
     n: int
     magnitudes: dict            # per config, NoiseModel.describe() (LSB)
 
-    @property
-    def mean(self) -> np.ndarray:
-        return self.acc.mean(axis=1)
-
-    @property
-    def std(self) -> np.ndarray:
-        return self.acc.std(axis=1, ddof=1) if self.acc.shape[1] > 1 else np.zeros(len(self.configs))
-
     def get(self, config: str) -> np.ndarray:
         return self.acc[self.configs.index(config)]
 
@@ -372,8 +372,7 @@ class DefaultResult:
                  f"{'config':>12} {'mean':>8} {'std':>8} {'min':>8} {'max':>8}  magnitude on the chip"]
         for i, c in enumerate(self.configs):
             m = ", ".join(f"{k} {v:.3g}" for k, v in self.magnitudes.get(c, {}).items() if v)
-            a = self.acc[i]
-            lines.append(f"{c:>12} {a.mean():8.4f} {self.std[i]:8.4f} {a.min():8.4f} {a.max():8.4f}  "
+            lines.append(f"{c:>12} {self.mean[i]:8.4f} {self.std[i]:8.4f} {self.lo[i]:8.4f} {self.hi[i]:8.4f}  "
                          + ("every effect at its default" if c == "all" else m))
         return "\n".join(lines)
 
