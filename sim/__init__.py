@@ -16,7 +16,9 @@ Modules: ``network`` (Network, Result, State, trace/saturation names), ``mingru`
 state update, comparator), ``delayline`` (ring buffers and the sparse convolution), ``quant``
 (counted requantisation, exact float64 BLAS), ``noise`` (non-idealities), ``reference``.
 """
-from .network import LAYER_TRACE_NAMES, Network, Result, State, saturation_names, trace_names, work_dtype
+from spec.names import LAYER_TRACE_NAMES, saturation_names, trace_names
+
+from .network import Network, Result, State, work_dtype
 from .noise import (ChargeInjection, Chip, Comparator, Leakage, Mismatch, NoiseModel, ReferenceLevels,
                     Thermal)
 from .reference import Reference, ReferenceResult, deviation, float_params

@@ -40,69 +40,18 @@ import numpy as np
 from spec.arch import Arch, Formats, acc_bound, gate_code, gate_format
 from spec.bundle import Bundle
 from spec.fixedpoint import align
+from spec.names import LAYER_TRACE_NAMES, saturation_names, trace_names
 
 from . import mingru
 from .delayline import conv_chunk, conv_step
 from .noise import Chip, NoiseModel
 from .quant import ExactGemm, SatCounter, round_real
 
-__all__ = ["Network", "Result", "State", "trace_names", "saturation_names", "LAYER_TRACE_NAMES"]
+__all__ = ["Network", "Result", "State", "work_dtype"]
 
 #: Default chunk of :meth:`Network.run`: about this many rows (steps x batch) per chunk; big
 #: enough for efficient BLAS calls, small enough for the chunk's tensors to stay in cache.
 _CHUNK_ROWS = 4096
-
-#: Per-layer trace names, in data-flow order (a subset exists for a given architecture).
-LAYER_TRACE_NAMES = ("s", "u", "k", "hc", "h", "o", "r", "m1", "y", "a")
-
-
-def _layer_names(arch: Arch) -> list[str]:
-    names = []
-    if arch.taps:
-        names.append("s")
-    names += ["u", "k", "hc", "h", "o"]
-    if arch.skip:
-        names.append("r")
-    if arch.mix != "none":
-        names += ["m1", "y"]
-    names.append("a")
-    return names
-
-
-def trace_names(arch: Arch) -> list[str]:
-    """Keys of ``Result.trace`` for ``arch``: 'enc', 'layers.{i}.{name}' and 'step_logits'.
-
-    ``s`` exists if taps > 0; ``r`` if skip; ``m1``, ``y`` if mix != 'none'. ``u`` always (it is
-    the layer input when taps = 0 and skip is off), ``a`` always (the layer's output: the
-    normalisation's, else the mixer's ``y``, else ``r``, else ``o``).
-    """
-    out = ["enc"]
-    for i in range(arch.layers):
-        out += [f"layers.{i}.{n}" for n in _layer_names(arch)]
-    return out + ["step_logits"]
-
-
-def saturation_names(arch: Arch) -> list[str]:
-    """Keys of ``Result.saturations`` for ``arch`` (every point that can saturate)."""
-    out = ["enc"] if arch.encoder == "linear" else []
-    for i in range(arch.layers):
-        p = f"layers.{i}."
-        if arch.taps:
-            out += [p + "s", p + "u"]              # (taps = 0: u = a, nothing to saturate)
-        out += [p + "hc", p + "h"]
-        if arch.rnn_out == "linear":
-            out.append(p + "o")
-        if arch.skip:
-            out.append(p + "r")
-        if arch.mix != "none":
-            out += [p + "m1", p + "y"]
-        if arch.norm == "affine":
-            out.append(p + "a")
-    out.append("logit")
-    if arch.readout == "mean":
-        out.append("logit_acc")
-    return out
-
 
 @dataclasses.dataclass
 class Result:
