@@ -1,6 +1,6 @@
 """Evaluation data of a bundle's task, as the integer inputs ``sim.Network.run`` takes.
 
-:func:`eval_data` loads the test split through :mod:`models.tasks` (the trainer's own conversion:
+:func:`eval_data` loads the test split through :mod:`data.tasks` (the trainer's own conversion:
 int16 PCM audio is taken as ``s16f15`` codes, ``frame`` samples per step; ListOps as token ids),
 takes a deterministic subset and optionally truncates every sequence. Sources are tried in order
 (``'fixture'``: the committed fixtures; ``None``: the task's default source, e.g. the shared
@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from data.core import limit_index, parse_options
+from data.tasks import load_split, to_codes
 from spec.bundle import Bundle
 from spec.fixedpoint import storage_dtype
 
@@ -81,9 +83,8 @@ def _digest3(x, y, lengths) -> str:
 
 
 def load_options(bundle: Bundle) -> dict:
-    """The ``models.data.load_task`` options the bundle was trained with (``--data-opt k=v``, in
+    """The ``data.load_task`` options the bundle was trained with (``--data-opt k=v``, in
     ``meta['train_args']['data_opt']``), so the study evaluates on the trainer's test split."""
-    from models.data.core import parse_options     # imports torch (models/__init__): never in workers
     return parse_options((bundle.meta.get("train_args") or {}).get("data_opt") or [])
 
 
@@ -114,14 +115,10 @@ def eval_data(bundle: Bundle, n: int | None = None, max_steps: int | None = None
         d = EvalData(np.concatenate(xs), np.concatenate([p.y for p in parts]),
                      np.concatenate([p.lengths for p in parts]), parts[0].task, parts[0].classes,
                      " + ".join(dict.fromkeys(p.source for p in parts)), split)
-        from models.data.core import limit_index
         idx = limit_index(len(d), n)
         d = d.subset(idx)
         d.note = f"{len(idx)} of {sum(len(p) for p in parts)}" if len(idx) < sum(len(p) for p in parts) else ""
         return d.truncate(max_steps)
-    from models.data.core import limit_index
-    from models.tasks import load_split, to_codes   # imports torch: only here, never in workers
-
     task = task or bundle_task(bundle)
     if task is None:
         raise ValueError("the bundle's meta names no task; pass task=...")

@@ -5,7 +5,6 @@
   model runs :func:`models.intpath.run_integer`, bit-identical to ``sim/``.
 * :mod:`models.export`: ``bundle_from_model``, ``model_from_bundle``, ``python -m models.export``.
 * :mod:`models.train`: ``python -m models.train --task ...``.
-* :mod:`models.data`: data loaders and generators (``load_task``).
 """
 from .intpath import IntResult, run_integer
 from .mgrade import MGRADE

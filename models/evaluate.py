@@ -26,7 +26,7 @@ __all__ = ["main"]
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m models.evaluate", description=__doc__.split("\n\n")[0])
     ap.add_argument("bundle", help="a weight bundle (.npz) written by models.train / models.export")
-    ap.add_argument("--data-root", default=None, help="data root for models.data.load_task (default: shared)")
+    ap.add_argument("--data-root", default=None, help="data root for data.load_task (default: shared)")
     ap.add_argument("--limit", type=int, default=None, help="at most this many test examples")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--record", action="store_true", help="store the sim/ accuracy in the bundle's meta")

@@ -91,17 +91,17 @@ def _to_jsonable(obj: Any) -> Any:
 def evaluate_sim(bundle: Bundle, task, data_root: str | None = None, split: str = "test",
                  limit: int | None = None, batch: int = 64, frame: int = 1, seed: int = 0) -> dict:
     """Accuracy of ``sim/`` running ``bundle`` on a task's split (``task``: a name, or a
-    :class:`models.tasks.Split` already loaded)."""
+    :class:`data.tasks.Split` already loaded)."""
     import sim  # only needed here
-    from .tasks import Split, batches, load_split
+    from data.tasks import Split, batches, load_split
 
     ds = task if isinstance(task, Split) else load_split(task, data_root, split, limit, seed=seed)
     net = sim.Network(bundle)
     correct = n = 0
     for x, y, lengths in batches(ds, batch, bundle.formats.x, frame=frame, by_length=True):
-        res = net.run(x.numpy(), lengths=lengths.numpy())
+        res = net.run(x, lengths=lengths)
         pred = np.asarray(res.logits).argmax(-1)
-        correct += int((pred == y.numpy()).sum())
+        correct += int((pred == y).sum())
         n += len(y)
     return {"accuracy": correct / max(n, 1), "n": n, "split": ds.meta.get("split", split)}
 

@@ -32,10 +32,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from data.tasks import TASKS, batches, load_split, task_info
 from spec.arch import Arch, Formats, memory_footprint
 
 from .mgrade import MGRADE
-from .tasks import TASKS, batches, load_split, task_info
 
 try:
     from tqdm import tqdm
@@ -49,14 +49,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = ap.add_argument_group("task and data")
     g.add_argument("--task", required=True, choices=TASKS)
-    g.add_argument("--data-root", default=None, help="data root passed to models.data.load_task")
+    g.add_argument("--data-root", default=None, help="data root passed to data.load_task")
     g.add_argument("--limit", type=int, default=None, help="at most this many training examples")
     g.add_argument("--eval-limit", type=int, default=None, help="at most this many test (and val) examples")
     g.add_argument("--val-split", default="val", help="split used to monitor training ('' for none)")
     g.add_argument("--frame", type=int, default=1, help="audio: samples per step (d_in)")
     g.add_argument("--augment", action="store_true", help="audio: random time shift and gain")
     g.add_argument("--data-opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra models.data.load_task option (repeatable), e.g. resplit=clip")
+                   help="extra data.load_task option (repeatable), e.g. resplit=clip")
     g = ap.add_argument_group("architecture (spec.arch.Arch)")
     g.add_argument("--hidden", type=int, default=32)
     g.add_argument("--layers", type=int, default=2)
@@ -163,7 +163,7 @@ def sigma_at_progress(progress: float, s0: float, s1: float, frac: float) -> flo
 
 
 def parse_opts(items: list[str]) -> dict:
-    from .data.core import parse_options
+    from data.core import parse_options
     try:
         return parse_options(items)
     except ValueError as e:
@@ -192,7 +192,8 @@ def evaluate(model: MGRADE, split, args, device, x_fmt, desc: str, path: str = "
     model.eval()
     correct = n = 0
     loss = 0.0
-    it = batches(split, args.eval_batch_size, x_fmt, args.frame, device=device, by_length=True)
+    it = ([torch.from_numpy(a).to(device) for a in b]
+          for b in batches(split, args.eval_batch_size, x_fmt, args.frame, by_length=True))
     nb = math.ceil(len(split) / args.eval_batch_size)
     for x, y, lengths in tqdm(it, total=nb, desc=desc, leave=False, disable=args.no_progress):
         logits = model(x, lengths, path=path).float()
@@ -332,6 +333,7 @@ def main(argv=None) -> int:
         bar = tqdm(it, total=steps_per_epoch, desc=f"{'qat' if qat_phase else 'float'} epoch {epoch + 1}/{total_epochs}",
                    disable=args.no_progress, mininterval=2.0)
         for x, y, lengths in bar:
+            x, y, lengths = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(lengths)
             if args.augment and info.kind == "audio":
                 x = augment_audio(x, gen)
             x, y, lengths = x.to(device), y.to(device), lengths.to(device)

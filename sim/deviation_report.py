@@ -3,7 +3,7 @@
     python -m sim.deviation_report                              # every bundle in models/bundles
     python -m sim.deviation_report models/bundles/gsc12.npz --n 4 --steps 4000 --root fixture
 
-For each bundle: ``n`` real examples of the bundle's own task (``models.data``; ``--root fixture``
+For each bundle: ``n`` real examples of the bundle's own task (``data``; ``--root fixture``
 reads the committed fixtures, the default reads the shared archives) are run through
 ``sim.Network`` (the integer contract) and ``sim.Reference`` (the same integer weights as reals,
 float64 arithmetic, no rounding or saturation), and :func:`sim.reference.deviation` is printed:
@@ -18,6 +18,9 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
+from data.tasks import batches, load_split
 from spec.bundle import load_bundle
 
 from .network import Network
@@ -27,16 +30,14 @@ BUNDLES = Path(__file__).resolve().parent.parent / "models" / "bundles"
 
 
 def report(path: Path, n: int, steps: int | None, root: str | None) -> dict:
-    from models.tasks import batches, load_split   # models/ only provides the data here
-
     b = load_bundle(path)
     task = b.meta["task"]
     opts = {"resplit": None} if task == "gsc12" else {}
     split = load_split(task, root, "test", limit=n, options=opts)
     x, _, lengths = next(batches(split, n, b.formats.x, b.meta.get("input", {}).get("frame", 1)))
     if steps:
-        x, lengths = x[:, :steps], lengths.clamp(max=steps)
-    d = deviation(b, x.numpy(), lengths=lengths.numpy(), net=Network(b))
+        x, lengths = x[:, :steps], np.minimum(lengths, steps)
+    d = deviation(b, x, lengths=lengths, net=Network(b))
     return {"bundle": path.name, "task": task, "n": int(x.shape[0]), "steps": int(x.shape[1]), **d}
 
 

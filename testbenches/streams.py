@@ -13,7 +13,7 @@ name                task       input                                            
 
 A trained bundle is used when the file exists and fits the task; otherwise a random valid bundle
 (:func:`spec.bundle.random_bundle`) of the task's default architecture, and the summary says so.
-Inputs come from :mod:`models.data` through :mod:`models.tasks` (the same codes the model and
+Inputs come from :mod:`data` through :mod:`data.tasks` (the same codes the model and
 ``sim`` see): the shared archive where it is available, else the committed fixture.
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from data.tasks import load_split, task_info, to_codes
 from spec.arch import Arch, Formats
 from spec.bundle import Bundle, BundleError, load_bundle, random_bundle
 from .build import REPO
@@ -81,7 +82,6 @@ def small_arch(name: str, d_in: int, n_classes: int, encoder: str) -> Arch:
 
 
 def _load(task: str, limit: int | None, root):
-    from models.tasks import load_split
     errors = []
     roots = [root] if root is not None else [None, "fixture"]
     for r in roots:
@@ -110,7 +110,6 @@ def make_case(name: str, *, n_seqs: int = 1, max_steps: int | None = None, small
     ``offset + n_seqs``) so that their slices are disjoint: two different limits draw different
     subsets, which overlap.
     """
-    from models.tasks import task_info, to_codes
     if name not in STREAMS:
         raise KeyError(name)
     sd = STREAMS[name]

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.data import DataError, load_task, shared_dir
-from models.data.core import FIXTURES
-from models.data.image import CIFAR10_CLASSES, load_cifar10, rgb_to_gray_lra
-from models.data.pathfinder import (_one_image, generate_pathfinder, load_pathfinder, markers_connected,
+from data import DataError, load_task, shared_dir
+from data.core import FIXTURES
+from data.image import CIFAR10_CLASSES, load_cifar10, rgb_to_gray_lra
+from data.pathfinder import (_one_image, generate_pathfinder, load_pathfinder, markers_connected,
                                     params_for, write_pathfinder_files)
 
 

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from models.data import DataError, load_task
-from models.data.listops import (OPERATORS, VOCAB, evaluate_tokens, generate_listops, generate_listops_files,
+from data import DataError, load_task
+from data.listops import (OPERATORS, VOCAB, evaluate_tokens, generate_listops, generate_listops_files,
                                  load_listops, tokenize)
 
 

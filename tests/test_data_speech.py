@@ -5,8 +5,8 @@ import tarfile
 import numpy as np
 import pytest
 
-from models.data import DataError, load_task, read_wav, shared_dir, write_wav
-from models.data.speech import (GSC_V1_WORDS, GSC_V2_WORDS, KWS12_CLASSES, _read_split_list, gsc_which_set,
+from data import DataError, load_task, read_wav, shared_dir, write_wav
+from data.speech import (GSC_V1_WORDS, GSC_V2_WORDS, KWS12_CLASSES, _read_split_list, gsc_which_set,
                                 load_mlperf_kws, speaker_id, split_kws12)
 
 
@@ -186,7 +186,7 @@ def test_gsc12_fixture():
     assert np.all(ds.lengths == 16000) and ds.meta["split"] == "test"
     assert "Warden" in ds.meta["citation"] and ds.meta["licence"] == "CC BY 4.0"
     # int16 exactly as stored: compare with the raw data chunk of one file
-    from models.data.core import FIXTURES
+    from data.core import FIXTURES
     raw = (FIXTURES / "gsc12" / "mlperf_tiny_kws_test" / ds.ids[0]).read_bytes()
     assert np.array_equal(ds.x[0], np.frombuffer(raw[44:], dtype="<i2"))
     assert np.abs(ds.x[ds.y != KWS12_CLASSES.index("_silence_")].astype(np.int32)).max() > 1000  # real speech
@@ -321,7 +321,7 @@ def test_gsc_v1_sample_real_archive():
 
 @_need("gsc_v2_split_lists.tar.gz")
 def test_gsc_v2_official_lists():
-    from models.data import unpack_archive
+    from data import unpack_archive
     d = unpack_archive(shared_dir() / "gsc_v2_split_lists.tar.gz") / "speech_commands_v0.02"
     test = _read_split_list(d / "testing_list.txt", GSC_V2_WORDS)
     val = _read_split_list(d / "validation_list.txt", GSC_V2_WORDS)

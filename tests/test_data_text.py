@@ -4,9 +4,9 @@ import tarfile
 import numpy as np
 import pytest
 
-from models.data import DataError, load_task, shared_dir
-from models.data.core import FIXTURES
-from models.data.text import decode_ids, encode_bytes, load_aan, load_imdb
+from data import DataError, load_task, shared_dir
+from data.core import FIXTURES
+from data.text import decode_ids, encode_bytes, load_aan, load_imdb
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from spec import Arch, load_bundle
 from models import MGRADE, model_from_bundle
 from models import export as mexport
 from models import train as mtrain
-from models.tasks import batches, load_split, task_info
+from data.tasks import batches, load_split, task_info
 
 
 def test_tiny_training_lowers_the_loss():
@@ -21,7 +21,7 @@ def test_tiny_training_lowers_the_loss():
     m = MGRADE(arch)
     opt = mtrain.make_optimizer(m, 1e-2, 0.0, 5.0)
     assert len(opt.param_groups) == 3 and opt.param_groups[2]["lr"] == pytest.approx(5e-2)   # positions
-    xb, yb, lb = next(batches(split, 128))
+    xb, yb, lb = map(torch.from_numpy, next(batches(split, 128)))
 
     def loss_now():
         with torch.no_grad():
@@ -35,7 +35,8 @@ def test_tiny_training_lowers_the_loss():
             opt = mtrain.make_optimizer(m, 2e-3, 0.0, 5.0)
         for epoch in range(12 if phase == "float" else 3):
             m.train()
-            for x, y, lengths in batches(split, 32, shuffle=True, rng=np.random.default_rng(epoch)):
+            for b in batches(split, 32, shuffle=True, rng=np.random.default_rng(epoch)):
+                x, y, lengths = map(torch.from_numpy, b)
                 loss = torch.nn.functional.cross_entropy(m(x, lengths), y)
                 opt.zero_grad()
                 loss.backward()
@@ -91,5 +92,6 @@ def test_cli_train_export_resume(tmp_path, capsys):
     # and the bundle imports back into a model that reproduces the accuracy
     m = model_from_bundle(b2)
     split = load_split("synth-audio", split="test", seed=1)
-    correct = sum(int((m(x, l).argmax(-1) == y).sum()) for x, y, l in batches(split, 64))
+    correct = sum(int((m(torch.from_numpy(x), torch.from_numpy(l)).argmax(-1).numpy() == y).sum())
+                  for x, y, l in batches(split, 64))
     assert correct / len(split) == metrics["qat_test_acc"]

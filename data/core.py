@@ -7,7 +7,7 @@ Where data lives
 * **cache** (unpacked archives, decoded ``.npy`` arrays): ``$MGRADE_DATA_CACHE`` if set, else
   ``~/.cache/mgrade-hw`` (outside the repository; if you point the cache into the repository, use
   ``<repo>/data_cache``, which is git-ignored).
-* **fixtures** (a few MB committed with the code, same formats as the public sets): ``models/data/fixtures``.
+* **fixtures** (a few MB committed with the code, same formats as the public sets): ``data/fixtures``.
 
 Nothing here downloads anything.
 """
@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CACHE_VERSION = 2  # bump when a decoder or generator changes what it returns
 SYSTEM_TAR_MIN_MEMBERS = 1000  # archives with more members are unpacked by the system tar (faster)

@@ -1,4 +1,4 @@
-"""Tasks: from a :mod:`models.data` split to the integer inputs that the model and ``sim/`` take.
+"""Tasks: from a :func:`data.load_task` data set to the integer inputs that the model and ``sim/`` take.
 
 * audio (``gsc12``, ``gsc35``): int16 PCM is taken as is: a code of ``s16f15`` (the default
   ``formats.x``), one sample per step, or ``frame`` consecutive samples per step (``d_in = frame``).
@@ -21,10 +21,11 @@ import math
 from typing import Iterator
 
 import numpy as np
-import torch
 
 from spec.arch import Formats
 from spec.fixedpoint import Format, requantize
+
+from .load import load_task
 
 __all__ = ["TaskInfo", "TASKS", "task_info", "load_split", "to_codes", "batches", "synthetic", "save_packed",
            "load_packed"]
@@ -34,7 +35,7 @@ TASKS = ("gsc12", "gsc35", "listops", "text", "image", "pathfinder", "retrieval"
 
 @dataclasses.dataclass
 class Split:
-    """What the trainer needs of a data split (a subset of :class:`models.data.core.Dataset`)."""
+    """What the trainer needs of a data split (a subset of :class:`data.core.Dataset`)."""
 
     x: np.ndarray
     y: np.ndarray
@@ -66,10 +67,10 @@ def _kind(name: str) -> str:
     return "tokens"
 
 
-#: vocabulary sizes of the token tasks (models.data: ListOps 16 ids, byte-level text 257 ids)
+#: vocabulary sizes of the token tasks (ListOps 16 ids, byte-level text 257 ids)
 VOCAB_SIZES = {"listops": 16, "text": 257, "retrieval": 257}
 
-#: default loader options per task (``models.data.load_task`` keyword arguments)
+#: default loader options per task (``data.load_task`` keyword arguments)
 DEFAULT_OPTIONS = {"gsc12": {"resplit": "clip"}}
 
 
@@ -157,7 +158,7 @@ def load_packed(path, task: str, split: str, limit: int | None = None) -> Split:
 
 def load_split(name: str, root: str | None = None, split: str = "train", limit: int | None = None,
                seed: int = 0, options: dict | None = None) -> Split:
-    """A split of a task via :func:`models.data.load_task` (or the synthetic generators).
+    """A split of a task via :func:`data.load_task` (or the synthetic generators).
 
     ``options``: keyword arguments of ``load_task`` (default :data:`DEFAULT_OPTIONS`, e.g. gsc12's
     speaker-disjoint ``resplit='speaker'``)."""
@@ -168,11 +169,10 @@ def load_split(name: str, root: str | None = None, split: str = "train", limit: 
         return s
     if root is not None and str(root).endswith(".npz"):
         return load_packed(root, name, split, limit)
-    from . import data as mdata  # the data layer (models/data)
 
     opts = dict(DEFAULT_OPTIONS.get(name, {}))
     opts.update(options or {})
-    ds = mdata.load_task(name, root=root, split=split, limit=limit, **opts)
+    ds = load_task(name, root=root, split=split, limit=limit, **opts)
     kind = _kind(name)
     x = np.asarray(ds.x)
     vocab = 0
@@ -254,10 +254,11 @@ def batch_order(lengths: np.ndarray, batch_size: int, shuffle: bool, rng: np.ran
 
 
 def batches(split: Split, batch_size: int, x_fmt: Format | None = None, frame: int = 1, shuffle: bool = False,
-            rng: np.random.Generator | None = None, device=None, bucket: int = 0, by_length: bool = False
-            ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """(x, y, lengths) torch batches; x int64 codes (B, T, d_in) or token ids (B, T), trimmed to the
-    batch's longest sequence. ``by_length`` (evaluation): batches of similar lengths, in order."""
+            rng: np.random.Generator | None = None, bucket: int = 0, by_length: bool = False
+            ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(x, y, lengths) int64 NumPy batches; x codes (B, T, d_in) or token ids (B, T), trimmed to the
+    batch's longest sequence. ``by_length`` (evaluation): batches of similar lengths, in order.
+    (The trainer makes tensors of them with ``torch.from_numpy``.)"""
     x_fmt = x_fmt or Formats().x
     if by_length and not shuffle:
         order = np.argsort(split.lengths.reshape(len(split), -1).sum(-1), kind="stable")
@@ -266,5 +267,4 @@ def batches(split: Split, batch_size: int, x_fmt: Format | None = None, frame: i
         groups = batch_order(split.lengths, batch_size, shuffle, rng, bucket)
     for idx in groups:
         x, lengths = to_codes(split, idx, x_fmt, frame)
-        yield (torch.as_tensor(x, device=device), torch.as_tensor(split.y[idx], device=device),
-               torch.as_tensor(lengths, device=device))
+        yield x, split.y[idx].astype(np.int64), lengths.astype(np.int64)

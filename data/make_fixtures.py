@@ -1,6 +1,6 @@
-"""Rebuild the committed fixtures in models/data/fixtures from the shared archives and the generators.
+"""Rebuild the committed fixtures in data/fixtures from the shared archives and the generators.
 
-    python -m models.data.make_fixtures            # needs ../shared/data (or $MGRADE_SHARED_DATA)
+    python -m data.make_fixtures     # needs ../shared/data (or $MGRADE_SHARED_DATA)
 
 Deterministic: the same archives give the same files. Real clips, reviews and images are copied
 byte for byte (nothing re-encoded); ListOps and Pathfinder are generated with fixed seeds; the AAN

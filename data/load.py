@@ -5,14 +5,14 @@
 root=None   the default source of the task: the shared real-data archive (unpacked once into the
             cache), or the generator for the tasks LRA generates; tasks with no offline source
             (gsc35, gsc_v1, retrieval) need a root and say so.
-root='fixture'  the small set committed in models/data/fixtures (works on a fresh clone).
+root='fixture'  the small set committed in data/fixtures (works on a fresh clone).
 root=<path> the user's copy of the full public set in its published layout.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from .core import FIXTURES, DataError, Dataset, shared_archive, unpack_archive
+from .core import FIXTURES, REPO_ROOT, DataError, Dataset, shared_archive, unpack_archive
 from . import image, listops, pathfinder, speech, text
 
 SHARED = {
@@ -33,7 +33,8 @@ FIXTURE_ROOTS = {
     "retrieval": FIXTURES / "retrieval",
 }
 
-TASKS = {
+#: the data sets :func:`load_task` knows (the trainer's tasks are :data:`data.tasks.TASKS`)
+DATASETS = {
     "gsc35": "Speech Commands v0.02, 35 words, official split lists; root = your full copy (required)",
     "gsc_v1": "Speech Commands v0.01, 30 words, official split lists; root = your full copy (required)",
     "gsc12": "MLPerf Tiny KWS: 1,000 real v0.02 test clips, 12 classes (test only; resplit='speaker'|'clip')",
@@ -51,7 +52,7 @@ def _source(name: str, root):
     if isinstance(root, str) and root == "fixture":
         if name not in FIXTURE_ROOTS:
             raise DataError(f"task {name!r} has no committed fixture (fixtures: {sorted(FIXTURE_ROOTS)})")
-        return FIXTURE_ROOTS[name], f"fixture {FIXTURE_ROOTS[name].relative_to(FIXTURES.parent.parent.parent)}"
+        return FIXTURE_ROOTS[name], f"fixture {FIXTURE_ROOTS[name].relative_to(REPO_ROOT)}"
     if root is not None:
         return Path(root), None
     if name in SHARED:
@@ -62,7 +63,7 @@ def _source(name: str, root):
 
 def load_task(name: str, root: str | Path | None = None, split: str = "train", limit: int | None = None,
               **kw) -> Dataset:
-    """Load split `split` of task `name` (see TASKS) as a `Dataset` of integer arrays.
+    """Load split `split` of task `name` (see DATASETS) as a `Dataset` of integer arrays.
 
     Options by task (keyword arguments):
       gsc12       resplit=None|'speaker'|'clip', val_pct=10, test_pct=10, seed=0
@@ -74,8 +75,8 @@ def load_task(name: str, root: str | Path | None = None, split: str = "train", l
       pathfinder  difficulty='hard'|'intermediate'|'easy', seed=0, n=None, skip_empty=False
       retrieval   max_len=4000
     """
-    if name not in TASKS:
-        raise DataError(f"unknown task {name!r}; tasks: {', '.join(TASKS)}")
+    if name not in DATASETS:
+        raise DataError(f"unknown task {name!r}; tasks: {', '.join(DATASETS)}")
     path, note = _source(name, root)
 
     if name in ("gsc35", "gsc_v1"):

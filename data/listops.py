@@ -270,7 +270,7 @@ def load_listops(root: Path | str | None = None, split: str = "train", limit: in
             ex = generate_listops(n, seed=gen_seed)
             return _make_dataset([tokenize(s) for s, _ in ex], np.asarray([v for _, v in ex], dtype=np.int64),
                                  [f"generated:seed{gen_seed}:{i}" for i in range(len(ex))],
-                                 f"generated (models.data.listops, seed {gen_seed}, LRA parameters)",
+                                 f"generated (data.listops, seed {gen_seed}, LRA parameters)",
                                  split, limit, max_len, check_labels)
         if n >= 2000:
             return cached_dataset("listops", {"generated": True, "seed": gen_seed, "n": n, "max_len": max_len,
