@@ -20,26 +20,31 @@ readout, taps, d_max, gate_bits). Two modes:
 * hardware-aware (after :meth:`MGRADE.quantize`): BatchNorm folded, delays rounded to integers,
   and every tensor of the README's table fake-quantised to its format (exact rounding rule and
   saturation forward, straight-through estimators backward). In ``eval()`` mode the forward pass
-  runs :func:`models.intpath.run_integer` on the exported integer tensors instead, which is
-  what ``sim/`` computes, bit for bit.
+  runs ``sim``'s integer engine (:class:`sim.Network`) on torch tensors of the exported integer
+  tensors instead: the very code of ``sim/``, so the same bits by construction.
 """
 from __future__ import annotations
 
 import copy
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from spec.arch import Arch, Formats, tensor_specs
-from spec.fixedpoint import Format, quantize_real
+from spec.arch import Arch, Formats, TensorSpec, tensor_specs
+from spec.fixedpoint import quantize_real
 
-from .intpath import IntResult, run_integer, sc_state_sequence
+from sim import Network, Result
+from sim.mingru import state_sequence
+from spec.bundle import Bundle
+
 from .quant import fq_act, fq_gate, fq_weight, heaviside
 from .scan import linear_scan, linear_scan_sequential
 
-__all__ = ["MGRADE", "MGRADELayer", "DelayConv", "MinGRU", "ChannelNorm", "Mixer", "seq_mask"]
+__all__ = ["MGRADE", "MGRADELayer", "DelayConv", "MinGRU", "ChannelNorm", "Mixer", "seq_mask",
+           "BUNDLE_PARAMETERS", "BundleParameter", "parameter_path"]
 
 
 def seq_mask(lengths, B: int, T: int, device) -> torch.Tensor | None:
@@ -48,6 +53,37 @@ def seq_mask(lengths, B: int, T: int, device) -> torch.Tensor | None:
         return None
     lengths = torch.as_tensor(lengths, device=device).long()
     return torch.arange(T, device=device)[None, :] < lengths[:, None]
+
+
+#: Where each bundle tensor lives in :class:`MGRADE`: tensor name -> parameter path, both per
+#: layer relative to ``layers.{i}.``. Names, shapes, format roles and the bundle order are
+#: :func:`spec.arch.tensor_specs`'s; this table only adds the module side, so that export
+#: (:meth:`MGRADE.integer_tensors`), import (:meth:`MGRADE.load_integer_tensors`) and the
+#: training projection (:meth:`MGRADE.clamp_`) all read the same pairs.
+BUNDLE_PARAMETERS: dict[str, str] = {
+    "enc.w": "encoder.weight", "enc.b": "encoder.bias", "enc.table": "encoder.weight",
+    "conv.w": "conv.weight", "conv.delay": "conv.pos",
+    "rnn.wz": "rnn.wz.weight", "rnn.bz": "rnn.wz.bias", "rnn.wh": "rnn.wh.weight", "rnn.bh": "rnn.wh.bias",
+    "mix.w1": "mix.w1.weight", "mix.b1": "mix.w1.bias", "mix.w2": "mix.w2.weight", "mix.b2": "mix.w2.bias",
+    "norm.g": "norm.weight", "norm.b": "norm.bias",
+    "out.w": "decoder.weight", "out.b": "decoder.bias",
+}
+
+
+def parameter_path(name: str) -> str:
+    """The :class:`MGRADE` parameter path of bundle tensor ``name``, e.g. ``'layers.1.rnn.bz'``
+    -> ``'layers.1.rnn.wz.bias'`` (:data:`BUNDLE_PARAMETERS`)."""
+    if name.startswith("layers."):
+        _, i, rest = name.split(".", 2)
+        return f"layers.{i}.{BUNDLE_PARAMETERS[rest]}"
+    return BUNDLE_PARAMETERS[name]
+
+
+class BundleParameter(NamedTuple):
+    """One bundle tensor of a model: its spec, the module holding it and the parameter."""
+    spec: TensorSpec
+    owner: nn.Module       # DelayConv for 'delay' (codes: owner.delays()), ChannelNorm for norm.*
+    param: nn.Parameter
 
 
 class _Q:
@@ -187,7 +223,7 @@ class MinGRU(nn.Module):
     same recurrence one step at a time.
 
     Hardware-aware mode with ``exact_state`` (the default): the chip rounds ``h`` at every step
-    (:func:`models.intpath.sc_state_update`), which leaves a dead band of up to ``2**(b_z-1)/k``
+    (:func:`sim.mingru.state_update`), which leaves a dead band of up to ``2**(b_z-1)/k``
     LSB around ``hc`` for a slow gate ``k``, something the real-valued scan does not have. The
     forward pass then uses the exact integer state sequence and the backward pass the scan's
     gradient (a straight-through estimator for the whole recurrence).
@@ -219,7 +255,10 @@ class MinGRU(nn.Module):
             fh, bz = q.fmts.h, q.gate_bits
             k = torch.round(z.detach() * 2.0 ** bz).long()
             hc_codes = torch.round(hc.detach() * 2.0 ** fh.frac).long()
-            h_chip = sc_state_sequence(k, hc_codes, bz, fh).to(h.dtype) * 2.0 ** -fh.frac
+            with torch.no_grad():                # (B, T, H) codes; the engine steps the leading axis
+                states = state_sequence(torch.zeros_like(hc_codes[:, 0]), k.movedim(1, 0), hc_codes.movedim(1, 0),
+                                        b_z=bz, fmt_h=fh).movedim(0, 1)
+            h_chip = states.to(h.dtype) * 2.0 ** -fh.frac
             return h + (h_chip - h).detach()
         return q.a(h, "h")
 
@@ -459,34 +498,20 @@ class MGRADE(nn.Module):
         return (logits, steps) if return_steps else logits
 
     # -- integer path ----------------------------------------------------------------------------
+    def bundle_parameters(self) -> list[BundleParameter]:
+        """Every tensor of :func:`spec.arch.tensor_specs` (bundle order) with its parameter."""
+        out = []
+        for spec in tensor_specs(self.arch):
+            path = parameter_path(spec.name)
+            out.append(BundleParameter(spec, self.get_submodule(path.rpartition(".")[0]), self.get_parameter(path)))
+        return out
+
     def parameter_roles(self) -> dict[str, tuple[torch.Tensor, str]]:
         """Bundle tensor name -> (parameter, format role), for every parameter the chip stores
-        (the delays, role 'delay', are handled by :meth:`DelayConv.delays`)."""
-        src: dict[str, tuple[torch.Tensor, str]] = {}
-        if self.arch.encoder == "linear":
-            src["enc.w"] = (self.encoder.weight, "w_enc")
-            src["enc.b"] = (self.encoder.bias, "bias")
-        else:
-            src["enc.table"] = (self.encoder.weight, "act")
-        for i, l in enumerate(self.layers):
-            p = f"layers.{i}."
-            if l.conv is not None:
-                src[p + "conv.w"] = (l.conv.weight, "w_conv")
-            src[p + "rnn.wz"] = (l.rnn.wz.weight, "w_rnn")
-            src[p + "rnn.bz"] = (l.rnn.wz.bias, "bias")
-            src[p + "rnn.wh"] = (l.rnn.wh.weight, "w_rnn")
-            src[p + "rnn.bh"] = (l.rnn.wh.bias, "bias")
-            if l.mix is not None:
-                src[p + "mix.w1"] = (l.mix.w1.weight, "w_mix")
-                src[p + "mix.b1"] = (l.mix.w1.bias, "bias")
-                src[p + "mix.w2"] = (l.mix.w2.weight, "w_mix")
-                src[p + "mix.b2"] = (l.mix.w2.bias, "bias")
-            if l.norm is not None and bool(l.norm.folded):
-                src[p + "norm.g"] = (l.norm.weight, "w_norm")
-                src[p + "norm.b"] = (l.norm.bias, "bias")
-        src["out.w"] = (self.decoder.weight, "w_out")
-        src["out.b"] = (self.decoder.bias, "bias")
-        return src
+        (the delays, role 'delay', are handled by :meth:`DelayConv.delays`). An unfolded norm is
+        left out: it holds BatchNorm's gamma and beta, not yet the chip's ``g`` and ``b``."""
+        return {b.spec.name: (b.param, b.spec.role) for b in self.bundle_parameters()
+                if b.spec.role != "delay" and not (isinstance(b.owner, ChannelNorm) and not b.owner.folded)}
 
     @torch.no_grad()
     def clamp_(self) -> None:
@@ -509,60 +534,42 @@ class MGRADE(nn.Module):
             raise RuntimeError("integer_tensors() needs a quantised model: call model.quantize() first "
                                "(or use models.export.bundle_from_model, which works on a copy)")
         out: dict[str, torch.Tensor] = {}
-        for name, (t, role) in self.parameter_roles().items():
-            codes, n = quantize_real(t.detach(), getattr(self.formats, role))
-            out[name] = codes
+        for spec, owner, param in self.bundle_parameters():
+            if spec.role == "delay":
+                out[spec.name] = owner.delays()
+                continue
+            codes, n = quantize_real(param.detach(), getattr(self.formats, spec.role))
+            out[spec.name] = codes
             if count is not None and n:
-                count[name] = count.get(name, 0) + n
-        for i, l in enumerate(self.layers):
-            if l.conv is not None:
-                out[f"layers.{i}.conv.delay"] = l.conv.delays()
-        order = [s.name for s in tensor_specs(self.arch)]
-        assert set(order) == set(out), (sorted(order), sorted(out))
-        return {k: out[k] for k in order}
+                count[spec.name] = count.get(spec.name, 0) + n
+        return out
 
     @torch.no_grad()
-    def run_integer(self, x, lengths=None, trace: bool = False) -> IntResult:
-        """The quantised model's exact integer forward (what ``sim/`` computes)."""
-        if self.arch.encoder == "linear" and torch.is_tensor(x) and x.dtype.is_floating_point:
+    def run_integer(self, x, lengths=None, trace: bool = False) -> Result:
+        """The quantised model's exact integer forward: ``sim``'s engine on this model's device.
+
+        ``x``: (B, T, d_in) input codes (real samples are quantised to ``formats.x`` first) or
+        (B, T) token ids; ``lengths``: optional (B,) valid steps. Returns a :class:`sim.Result`
+        of torch tensors."""
+        dev = self.decoder.weight.device
+        x = torch.as_tensor(x, device=dev)
+        if self.arch.encoder == "linear" and x.dtype.is_floating_point:
             x, _ = quantize_real(x, self.formats.x)
-        return run_integer(self.arch, self.formats, self.integer_tensors(), x, lengths, trace)
+        tensors = {k: v.cpu().numpy() for k, v in self.integer_tensors().items()}
+        return Network(Bundle(self.arch, self.formats, tensors)).run(x, lengths=lengths, trace=trace)
 
     @torch.no_grad()
     def load_integer_tensors(self, tensors: dict) -> "MGRADE":
         """Set the parameters of a quantised model to integer codes ``* 2**-frac`` (import)."""
         if not self.quantized:
             self.quantize()
-        fm = self.formats
-
-        def put(param: torch.Tensor, name: str, role: str):
-            v = torch.as_tensor(tensors[name]).to(torch.float64) * 2.0 ** -getattr(fm, role).frac
+        for spec, _, param in self.bundle_parameters():
+            codes = torch.as_tensor(tensors[spec.name])
+            if spec.role == "delay":
+                param.copy_(codes.to(param.dtype))          # the positions are the integer delays
+                continue
+            v = codes.to(torch.float64) * 2.0 ** -getattr(self.formats, spec.role).frac
             param.copy_(v.to(param.dtype).reshape(param.shape))
-
-        if self.arch.encoder == "linear":
-            put(self.encoder.weight, "enc.w", "w_enc")
-            put(self.encoder.bias, "enc.b", "bias")
-        else:
-            put(self.encoder.weight, "enc.table", "act")
-        for i, l in enumerate(self.layers):
-            p = f"layers.{i}."
-            if l.conv is not None:
-                put(l.conv.weight, p + "conv.w", "w_conv")
-                l.conv.pos.copy_(torch.as_tensor(tensors[p + "conv.delay"]).to(l.conv.pos.dtype))
-            put(l.rnn.wz.weight, p + "rnn.wz", "w_rnn")
-            put(l.rnn.wz.bias, p + "rnn.bz", "bias")
-            put(l.rnn.wh.weight, p + "rnn.wh", "w_rnn")
-            put(l.rnn.wh.bias, p + "rnn.bh", "bias")
-            if l.mix is not None:
-                put(l.mix.w1.weight, p + "mix.w1", "w_mix")
-                put(l.mix.w1.bias, p + "mix.b1", "bias")
-                put(l.mix.w2.weight, p + "mix.w2", "w_mix")
-                put(l.mix.w2.bias, p + "mix.b2", "bias")
-            if l.norm is not None:
-                put(l.norm.weight, p + "norm.g", "w_norm")
-                put(l.norm.bias, p + "norm.b", "bias")
-        put(self.decoder.weight, "out.w", "w_out")
-        put(self.decoder.bias, "out.b", "bias")
         return self
 
     def quantized_copy(self, formats: Formats | None = None) -> "MGRADE":

@@ -19,9 +19,9 @@ import numpy as np
 from spec.arch import gate_code
 from spec.fixedpoint import Format, Rounding, round_shift
 
-from .quant import round_real
+from .quant import array_namespace, device, round_real
 
-__all__ = ["state_update", "state_update_sc", "gate", "heaviside"]
+__all__ = ["state_update", "state_sequence", "state_update_sc", "gate", "heaviside"]
 
 
 def state_update(h: np.ndarray, k: np.ndarray, hc: np.ndarray, *, b_z: int, fmt_h: Format
@@ -29,7 +29,8 @@ def state_update(h: np.ndarray, k: np.ndarray, hc: np.ndarray, *, b_z: int, fmt_
     """One step of the SC state update, exactly the README row
     ``h = sat_h(h + round_h((k * (hc - h)) >> b_z))``.
 
-    ``h``, ``hc``: int64 codes of ``fmt_h``; ``k``: int64 gate codes (0 .. 2**b_z - 1).
+    ``h``, ``hc``: integer codes of ``fmt_h``; ``k``: integer gate codes (0 .. 2**b_z - 1); NumPy
+    arrays or torch tensors (any array namespace).
     Returns ``(h_new, h_unsat)``: the saturated new state and the value before saturation
     (``h_new != h_unsat`` marks the saturation events).
     """
@@ -37,10 +38,28 @@ def state_update(h: np.ndarray, k: np.ndarray, hc: np.ndarray, *, b_z: int, fmt_
     return _sat(h_unsat, fmt_h), h_unsat
 
 
-def _sat(x: np.ndarray, fmt: Format) -> np.ndarray:
+def _sat(x, fmt: Format):
     """Clip to ``fmt`` (what ``spec.fixedpoint.saturate`` returns, without its count: the callers
     count in bulk, per chunk, from ``h_unsat``)."""
-    return np.minimum(np.maximum(x, fmt.min_int), fmt.max_int)
+    if isinstance(x, np.ndarray):          # two ufuncs: faster than np.clip on small arrays
+        return np.minimum(np.maximum(x, fmt.min_int), fmt.max_int)
+    return array_namespace(x).clip(x, fmt.min_int, fmt.max_int)
+
+
+def state_sequence(h0, k, hc, *, b_z: int, fmt_h: Format, out=None):
+    """Every state of :func:`state_update` over the leading (time) axis of ``k``, ``hc``.
+
+    ``h0``: (...) initial state; ``k``, ``hc``: (T, ...) gate and candidate codes. Returns the
+    (T, ...) saturated states (into ``out`` if given). The only loop over time of the engine: every
+    step depends on the one before, element by element.
+    """
+    xp = array_namespace(hc)
+    hs = xp.empty(hc.shape, dtype=hc.dtype, device=device(hc)) if out is None else out
+    h = h0
+    for t in range(hc.shape[0]):
+        h, _ = state_update(h, k[t], hc[t], b_z=b_z, fmt_h=fmt_h)
+        hs[t] = h
+    return hs
 
 
 def state_update_sc(h: np.ndarray, k: np.ndarray, hc: np.ndarray, *, b_z: int, fmt_h: Format,
@@ -107,7 +126,8 @@ def heaviside(h: np.ndarray, f_out: int, *, offset: np.ndarray | float | None = 
     fraction bits), in ``h``'s dtype. ``offset``/``noise`` (LSB of ``h``) are added to ``h`` before the
     decision."""
     if offset is None and noise is None:
-        return (h > 0).astype(h.dtype) << f_out
+        xp = array_namespace(h)
+        return xp.astype(h > 0, h.dtype) << f_out
     x = h.astype(np.float64)
     if offset is not None:
         x = x + offset

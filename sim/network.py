@@ -33,6 +33,7 @@ Time-major layout inside the engine: a chunk is ``(T_c, B, features)``; the API 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import numpy as np
@@ -40,12 +41,12 @@ import numpy as np
 from spec.arch import Arch, Formats, acc_bound, gate_code, gate_format
 from spec.bundle import Bundle
 from spec.fixedpoint import align
-from spec.names import LAYER_TRACE_NAMES, saturation_names, trace_names
+from spec.names import saturation_names, trace_names
 
 from . import mingru
 from .delayline import conv_chunk, conv_step
 from .noise import Chip, NoiseModel
-from .quant import ExactGemm, SatCounter, round_real
+from .quant import ExactGemm, OnDevice, SatCounter, array_namespace, device, is_numpy_namespace, round_real, xp_dtype
 
 __all__ = ["Network", "Result", "State", "work_dtype"]
 
@@ -70,9 +71,9 @@ class Result:
     trace: dict[str, np.ndarray] | None = None
 
     @property
-    def predictions(self) -> np.ndarray:
+    def predictions(self) -> Any:
         """(B,) argmax of the logits (first maximum on ties)."""
-        return np.argmax(self.logits, axis=-1)
+        return array_namespace(self.logits).argmax(self.logits, axis=-1)
 
 
 @dataclasses.dataclass
@@ -168,9 +169,10 @@ class _Layer:
                              acc_bound(n_terms, fmt_in, fmt_w, F.bias), what=f"layer {i} {what}",
                              check=net.check_exact, out_dtype=wdt)
 
+        consts: dict[str, np.ndarray] = {}
         if A.taps:
-            self.delays = np.asarray(t["conv.delay"], dtype=np.int64)
-            self.wconv = np.asarray(t["conv.w"], dtype=wdt)
+            consts["delays"] = np.asarray(t["conv.delay"], dtype=np.int64)
+            consts["wconv"] = np.asarray(t["conv.w"], dtype=wdt)
         self.f_rnn = fa + F.w_rnn.frac
         self.rnn = gemm(np.concatenate([t["rnn.wz"], t["rnn.wh"]]), np.concatenate([t["rnn.bz"], t["rnn.bh"]]),
                         self.f_rnn, H, F.act, F.w_rnn, "minGRU")            # Wz and Wh in one GEMM
@@ -180,21 +182,26 @@ class _Layer:
             self.mix2 = gemm(t["mix.w2"], t["mix.b2"], self.f_mix, E, F.act, F.w_mix, "mixer w2")
         if A.norm == "affine":
             self.f_norm = fa + F.w_norm.frac
-            self.g = np.asarray(t["norm.g"], dtype=wdt)
-            self.nb = align(np.asarray(t["norm.b"], np.int64), F.bias.frac, self.f_norm).astype(wdt)
+            consts["g"] = np.asarray(t["norm.g"], dtype=wdt)
+            consts["nb"] = align(np.asarray(t["norm.b"], np.int64), F.bias.frac, self.f_norm).astype(wdt)
+        self.consts = OnDevice(**consts)
 
 
 class Network:
-    """The bit-accurate model of ``bundle``'s network.
+    """The bit-accurate model of ``bundle``'s network: one integer engine for every array library.
+
+    Inputs decide where it runs: NumPy arrays run it on the CPU (``sim/``), torch tensors (CPU or
+    GPU) run the same code in torch (the trainer's hardware-aware evaluation); the weights follow
+    the input to its device once and stay there. Results come back in the input's namespace.
 
     Parameters
     ----------
     bundle: a validated :class:`spec.bundle.Bundle`.
     noise:  optional :class:`sim.noise.NoiseModel`; its static errors are drawn once here (one chip
             instance, from ``noise.seed``), its dynamic noise per run/stream (``seed`` arguments).
-            ``None`` runs the exact integer contract.
+            ``None`` runs the exact integer contract. (The noisy path runs on NumPy inputs.)
     chunk:  steps per chunk of :meth:`run` (default: about 4096 rows of ``T_c x B``).
-    check_exact: convert every BLAS result with ``spec.fixedpoint.to_int64`` (re-verifies at run
+    check_exact: convert every GEMM result with ``spec.fixedpoint.to_int64`` (re-verifies at run
             time what the construction-time bound already proves; slower).
 
     Attributes: ``arch``, ``formats``, ``noise``, ``chip`` (the drawn chip instance or None),
@@ -223,7 +230,7 @@ class Network:
                                  acc_bound(A.d_in, F.x, F.w_enc, F.bias), what="encoder", check=check_exact,
                                  out_dtype=self.wdt)
         else:
-            self.table = np.asarray(bundle["enc.table"], dtype=self.wdt)
+            self.table = OnDevice(table=np.asarray(bundle["enc.table"], dtype=self.wdt))
         self.layers = [_Layer(self, i) for i in range(A.layers)]
         self.f_out = F.act.frac + F.w_out.frac
         self.dec = ExactGemm(bundle["out.w"], align(np.asarray(bundle["out.b"], np.int64), F.bias.frac, self.f_out),
@@ -234,38 +241,43 @@ class Network:
         self._sat_names = saturation_names(A)
 
     # -- streaming -------------------------------------------------------------------------------
-    def init_state(self, batch: int, *, seed: int | None = None) -> State:
+    def init_state(self, batch: int, *, seed: int | None = None, like: Any = None) -> State:
         """Zero state for ``batch`` sequences (empty delay lines, h = 0, accumulator 0).
-        ``seed``: dynamic-noise seed (default: the noise model's); ignored without noise."""
+        ``seed``: dynamic-noise seed (default: the noise model's); ignored without noise.
+        ``like``: an array whose namespace and device the state takes (default: NumPy)."""
         if not isinstance(batch, (int, np.integer)) or isinstance(batch, bool) or batch < 1:
             raise ValueError(f"batch must be a positive integer, not {batch!r}")
+        xp, dev = (np, "cpu") if like is None else (array_namespace(like), device(like))
+        self._check_namespace(xp)
         A = self.arch
-        H = A.hidden
+        H, wdt = A.hidden, xp_dtype(xp, self.wdt)
         dmax = A.d_max if A.taps else 0
         return State(t=0,
-                     lines=[np.zeros((batch, H, dmax), self.wdt) for _ in range(A.layers)],
-                     h=[np.zeros((batch, H), self.wdt) for _ in range(A.layers)],
-                     acc=np.zeros((batch, A.n_classes), np.int64),
+                     lines=[xp.zeros((batch, H, dmax), dtype=wdt, device=dev) for _ in range(A.layers)],
+                     h=[xp.zeros((batch, H), dtype=wdt, device=dev) for _ in range(A.layers)],
+                     acc=xp.zeros((batch, A.n_classes), dtype=xp.int64, device=dev),
                      saturations={n: 0 for n in self._sat_names},
                      streams=None if self.chip is None else self.chip.streams(seed))
 
-    def step(self, state: State, x_t: Any) -> tuple[State, np.ndarray]:
+    def step(self, state: State, x_t: Any) -> tuple[State, Any]:
         """Advance every sequence of ``state`` by one step; ``state`` is updated in place and
         returned with the step's logits, (B, C) int64 ``logit`` codes.
 
-        ``x_t``: (B, d_in) input codes (linear encoder) or (B,) token ids (embedding)."""
-        x_t = np.asarray(x_t)
+        ``x_t``: (B, d_in) input codes (linear encoder) or (B,) token ids (embedding), in the
+        state's namespace (NumPy unless the state was made ``like`` a torch tensor)."""
+        x_t = self._as_array(x_t)
+        xp = array_namespace(x_t)
         want = (state.batch, self.arch.d_in) if self.arch.encoder == "linear" else (state.batch,)
-        if x_t.shape != want:
-            raise ValueError(f"step input has shape {x_t.shape}; expected {want} "
+        if tuple(x_t.shape) != want:
+            raise ValueError(f"step input has shape {tuple(x_t.shape)}; expected {want} "
                              f"({'(batch, d_in) input codes' if len(want) == 2 else '(batch,) token ids'})")
         x_t = self._check_values(x_t)
         logits = self._advance(state, x_t[None], None, None)
-        return state, logits[0].astype(np.int64)
+        return state, xp.astype(logits[0], xp.int64)
 
-    def readout(self, state: State) -> np.ndarray:
+    def readout(self, state: State) -> Any:
         """Logits of the stream so far: the accumulator (mean) or the latest step's logits (last)."""
-        return state.acc.copy()
+        return array_namespace(state.acc).asarray(state.acc, copy=True)
 
     # -- whole sequence --------------------------------------------------------------------------
     def run(self, x: Any, *, lengths: Any = None, trace: bool = False, seed: int | None = None,
@@ -274,6 +286,8 @@ class Network:
 
         x:       (B, T, d_in) integer input codes in ``formats.x`` (linear encoder) or (B, T)
                  integer token ids in 0..d_in-1 (embedding). Never clipped: out-of-range raises.
+                 A NumPy array (anything array-like) or a torch tensor: the result's arrays are of
+                 the same kind, on the same device.
         lengths: optional (B,) valid lengths in 1..T (padded batch). Readout 'mean' sums steps
                  t < length, 'last' takes step length-1; saturations count valid steps only.
         trace:   keep every intermediate tensor (memory: B x T x features int64 each).
@@ -281,124 +295,131 @@ class Network:
         chunk:   steps per chunk (default: the network's); any value gives the same integers.
         """
         x = self._check_input(x)
+        xp, dev = array_namespace(x), device(x)
         B, T = x.shape[:2]
         valid_all = None
         if lengths is not None:
-            lengths = self._check_lengths(lengths, B, T)
-            if (lengths < T).any():
-                valid_all = np.arange(T)[:, None] < lengths[None, :]          # (T, B)
+            lengths = self._check_lengths(lengths, B, T, like=x)
+            if bool((lengths < T).any()):
+                valid_all = xp.arange(T, device=dev)[:, None] < lengths[None, :]   # (T, B)
         Tc = chunk or self.chunk or max(1, min(T, _CHUNK_ROWS // B))
         if not isinstance(Tc, (int, np.integer)) or Tc < 1:
             raise ValueError(f"chunk must be a positive integer, not {chunk!r}")
-        st = self.init_state(B, seed=seed)
-        xt = np.moveaxis(x, 1, 0)                                             # (T, B, ...)
-        C = self.arch.n_classes
-        step_logits = np.empty((T, B, C), np.int64)
+        st = self.init_state(B, seed=seed, like=x)
+        xt = xp.moveaxis(x, 1, 0)                                             # (T, B, ...)
+        step_logits = xp.empty((B, T, self.arch.n_classes), dtype=xp.int64, device=dev)
         tr: dict[str, list] | None = {n: [] for n in trace_names(self.arch)} if trace else None
         for t0 in range(0, T, Tc):
             t1 = min(T, t0 + Tc)
             v = None if valid_all is None else valid_all[t0:t1]
-            step_logits[t0:t1] = self._advance(st, xt[t0:t1], v, tr)
+            step_logits[:, t0:t1] = xp.moveaxis(self._advance(st, xt[t0:t1], v, tr), 0, 1)
         res_trace = None
         if tr is not None:
-            tr["step_logits"] = [step_logits]
-            res_trace = {k: np.moveaxis(np.concatenate(v, axis=0), 0, 1).astype(np.int64, order="C")
-                         for k, v in tr.items()}
-        return Result(logits=st.acc, step_logits=np.ascontiguousarray(step_logits.transpose(1, 0, 2)),
-                      saturations=st.saturations, trace=res_trace)
+            res_trace = {k: xp.astype(xp.moveaxis(xp.concat(v, axis=0), 0, 1), xp.int64)
+                         for k, v in tr.items() if k != "step_logits"}
+            res_trace["step_logits"] = step_logits
+        return Result(logits=st.acc, step_logits=step_logits, saturations=st.saturations, trace=res_trace)
 
     # -- input validation ------------------------------------------------------------------------
-    def _check_values(self, x: np.ndarray) -> np.ndarray:
-        if x.dtype.kind not in "iu":
+    @staticmethod
+    def _as_array(x: Any) -> Any:
+        """``x`` itself if it is an array of a supported library, else ``np.asarray(x)``."""
+        try:
+            array_namespace(x)
+            return x
+        except TypeError:
+            return np.asarray(x)
+
+    def _check_namespace(self, xp) -> None:
+        if self.chip is not None and not is_numpy_namespace(xp):
+            raise ValueError("a Network with a noise model runs on NumPy inputs only; pass NumPy arrays "
+                             "(or build the Network without noise= for torch tensors)")
+
+    def _check_values(self, x: Any) -> Any:
+        xp = array_namespace(x)
+        self._check_namespace(xp)
+        if not xp.isdtype(x.dtype, "integral"):
             raise ValueError(f"inputs must be integer codes, got dtype {x.dtype} "
                              f"(convert real samples with spec.fixedpoint.quantize_real first)")
-        if x.size == 0:
-            return x.astype(self.wdt)
-        if self.arch.encoder == "linear":
+        linear = self.arch.encoder == "linear"
+        out_dtype = xp_dtype(xp, self.wdt) if linear else xp.int64
+        if math.prod(x.shape) == 0:
+            return xp.astype(x, out_dtype)
+        lo, hi = int(xp.min(x)), int(xp.max(x))
+        if linear:
             f = self.formats.x
-            lo, hi = x.min(), x.max()
             if lo < f.min_int or hi > f.max_int:
                 bad = lo if lo < f.min_int else hi
-                n = int(((x < f.min_int) | (x > f.max_int)).sum())
-                raise ValueError(f"input code {int(bad)} is outside formats.x = {f.name} range "
+                n = int(xp.sum((x < f.min_int) | (x > f.max_int)))
+                raise ValueError(f"input code {bad} is outside formats.x = {f.name} range "
                                  f"[{f.min_int}, {f.max_int}] ({n} value(s)); inputs are never clipped")
-        else:
-            lo, hi = x.min(), x.max()
-            if lo < 0 or hi >= self.arch.d_in:
-                bad = lo if lo < 0 else hi
-                raise ValueError(f"token id {int(bad)} is outside the vocabulary 0..{self.arch.d_in - 1}")
-        return x.astype(self.wdt if self.arch.encoder == "linear" else np.int64, copy=False)
+        elif lo < 0 or hi >= self.arch.d_in:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"token id {bad} is outside the vocabulary 0..{self.arch.d_in - 1}")
+        return xp.astype(x, out_dtype, copy=False)
 
-    def _check_input(self, x: Any) -> np.ndarray:
-        x = np.asarray(x)
+    def _check_input(self, x: Any) -> Any:
+        x = self._as_array(x)
         A = self.arch
+        shape = tuple(x.shape)
         if A.encoder == "linear":
-            if x.ndim != 3 or x.shape[2] != A.d_in:
+            if x.ndim != 3 or shape[2] != A.d_in:
                 raise ValueError(f"input must have shape (batch, steps, d_in={A.d_in}) for the linear "
-                                 f"encoder, got {x.shape}")
+                                 f"encoder, got {shape}")
         elif x.ndim != 2:
             raise ValueError(f"input must have shape (batch, steps) of token ids for the embedding "
-                             f"encoder, got {x.shape}")
-        if x.shape[0] < 1 or x.shape[1] < 1:
-            raise ValueError(f"input needs at least one sequence and one step, got shape {x.shape}")
+                             f"encoder, got {shape}")
+        if shape[0] < 1 or shape[1] < 1:
+            raise ValueError(f"input needs at least one sequence and one step, got shape {shape}")
         return self._check_values(x)
 
     @staticmethod
-    def _check_lengths(lengths: Any, B: int, T: int) -> np.ndarray:
-        lengths = np.asarray(lengths)
-        if lengths.dtype.kind not in "iu":
+    def _check_lengths(lengths: Any, B: int, T: int, *, like: Any) -> Any:
+        """``lengths`` checked, as int64 in the namespace and on the device of ``like``."""
+        lengths = Network._as_array(lengths)
+        if not array_namespace(lengths).isdtype(lengths.dtype, "integral"):
             raise ValueError(f"lengths must be integers, got dtype {lengths.dtype}")
-        if lengths.shape != (B,):
-            raise ValueError(f"lengths must have shape ({B},), got {lengths.shape}")
-        if lengths.min() < 1 or lengths.max() > T:
-            raise ValueError(f"lengths must lie in 1..{T} (the number of steps), got "
-                             f"{int(lengths.min())}..{int(lengths.max())}")
-        return lengths.astype(np.int64)
+        if tuple(lengths.shape) != (B,):
+            raise ValueError(f"lengths must have shape ({B},), got {tuple(lengths.shape)}")
+        lo, hi = int(lengths.min()), int(lengths.max())
+        if lo < 1 or hi > T:
+            raise ValueError(f"lengths must lie in 1..{T} (the number of steps), got {lo}..{hi}")
+        xp = array_namespace(like)
+        return xp.asarray(lengths, dtype=xp.int64, device=device(like))
 
     # -- the engine ------------------------------------------------------------------------------
-    def _advance(self, st: State, xc: np.ndarray, valid: np.ndarray | None,
-                 tr: dict[str, list] | None) -> np.ndarray:
+    def _advance(self, st: State, xc: Any, valid: Any, tr: dict[str, list] | None) -> Any:
         """Process one chunk ``xc`` (T_c, B, ...) of steps ``st.t ..``; updates ``st``; returns the
         chunk's step logits (T_c, B, C). ``valid``: (T_c, B) mask of counted steps or None."""
-        A, F = self.arch, self.formats
-        fa = F.act.frac
+        F = self.formats
+        xp, dev = array_namespace(xc), device(xc)
         sat = SatCounter(st.saturations, valid)
 
-        def rec(name: str, value: np.ndarray) -> None:
+        def rec(name: str, value: Any) -> None:
             if tr is not None:
                 tr[name].append(value)
 
         # encoder
-        if A.encoder == "linear":
+        if self.arch.encoder == "linear":
             a = sat.q("enc", self.enc(xc), self.f_enc, F.act)
         else:
-            a = self.table[xc]
+            a = self.table.get(xp, dev)["table"][xc]
         rec("enc", a)
         for L in self.layers:
-            a = self._layer(L, st, a, sat, valid, rec)
+            a = self._layer(L, L.consts.get(xp, dev), st, a, sat, valid, rec)
         # decoder and readout
         logits = sat.q("logit", self.dec(a), self.f_out, F.logit)
         self._accumulate(st, logits, valid, sat)
         st.t += xc.shape[0]
         return logits
 
-    def _layer(self, L: _Layer, st: State, a: np.ndarray, sat: SatCounter, valid, rec) -> np.ndarray:
+    def _layer(self, L: _Layer, P: dict, st: State, a: Any, sat: SatCounter, valid, rec) -> Any:
+        """One layer over a chunk: ``a`` (T_c, B, H) in, the layer's output ``a'`` out.
+        ``P``: the layer's constants on the chunk's device."""
         A, F = self.arch, self.formats
-        fa, p, i = F.act.frac, L.prefix, L.i
+        p, i = L.prefix, L.i
         chip = None if self.chip is None else self.chip.layers[i]
-        # delay line and convolution
-        if A.taps:
-            s = sat.q(p + "s", a, fa, F.dl)
-            rec(p + "s", s)
-            if s.shape[0] == 1:                  # streaming: read the ring buffer directly
-                acc = conv_step(st.lines[i], s[0], L.delays, L.wconv, st.t)[None]
-            else:
-                acc = conv_chunk(st.lines[i], s, L.delays, L.wconv, st.t)
-            u = sat.q(p + "u", acc, F.dl.frac + F.w_conv.frac, F.act)
-            if A.skip:
-                u = sat.sat(p + "u", u + a, F.act)
-        else:
-            u = a
+        u = self._conv(L, P, st, a, sat, rec) if A.taps else a
         rec(p + "u", u)
         # minGRU projections (both in one GEMM)
         H = A.hidden
@@ -411,46 +432,59 @@ class Network:
             k, hc = self._projections_sc(L, chip, st, u, acc_z, acc_h, sat)
         rec(p + "k", k)
         rec(p + "hc", hc)
-        # the recurrence
         h = self._recur(L, chip, st, k, hc, valid)
         rec(p + "h", h)
-        # output
-        if A.rnn_out == "linear":
-            o = sat.q(p + "o", h, F.h.frac, F.act)
-        elif chip is None or chip.heav_offset is None:
-            o = mingru.heaviside(h, fa)
-        else:
-            n = chip.heav_sigma * st.streams[(i, "heaviside")].standard_normal(h.shape)
-            o = mingru.heaviside(h, fa, offset=chip.heav_offset, noise=n)
+        o = self._output(L, chip, st, h, sat)
         rec(p + "o", o)
         if A.skip:
             r = sat.sat(p + "r", o + u, F.act)
             rec(p + "r", r)
         else:
             r = o
-        # channel mixer
-        if A.mix != "none":
-            E = A.mix_width
-            pacc = L.mix1(r)
-            if A.mix == "mlp":
-                m1 = np.maximum(sat.q(p + "m1", pacc, L.f_mix, F.act), 0)
-            else:
-                v = sat.q(p + "m1", pacc[..., :E], L.f_mix, F.act)
-                g = gate_code(pacc[..., E:], L.f_mix, A.gate_bits, self.gate_rounding)
-                m1 = sat.q(p + "m1", v * g, fa + A.gate_bits, F.act)
-            rec(p + "m1", m1)
-            m2 = sat.q(p + "y", L.mix2(m1), L.f_mix, F.act)
-            y = sat.sat(p + "y", m2 + r, F.act) if A.skip else m2
-            rec(p + "y", y)
-        else:
-            y = r
-        # normalisation
-        if A.norm == "affine":
-            out = sat.q(p + "a", L.g * y + L.nb, L.f_norm, F.act)
-        else:
-            out = y
+        y = self._mixer(L, r, sat, rec) if A.mix != "none" else r
+        out = sat.q(p + "a", P["g"] * y + P["nb"], L.f_norm, F.act) if A.norm == "affine" else y
         rec(p + "a", out)
         return out
+
+    def _conv(self, L: _Layer, P: dict, st: State, a: Any, sat: SatCounter, rec) -> Any:
+        """Delay line and convolution (with the conv skip): ``u`` of the README table."""
+        F, p = self.formats, L.prefix
+        s = sat.q(p + "s", a, F.act.frac, F.dl)
+        rec(p + "s", s)
+        if s.shape[0] == 1:                      # streaming: read the ring buffer directly
+            acc = conv_step(st.lines[L.i], s[0], P["delays"], P["wconv"], st.t)[None]
+        else:
+            acc = conv_chunk(st.lines[L.i], s, P["delays"], P["wconv"], st.t)
+        u = sat.q(p + "u", acc, F.dl.frac + F.w_conv.frac, F.act)
+        return sat.sat(p + "u", u + a, F.act) if self.arch.skip else u
+
+    def _output(self, L: _Layer, chip, st: State, h: Any, sat: SatCounter) -> Any:
+        """The minGRU output ``o``: requantised state (linear) or the comparator (heaviside)."""
+        F = self.formats
+        if self.arch.rnn_out == "linear":
+            return sat.q(L.prefix + "o", h, F.h.frac, F.act)
+        if chip is None or chip.heav_offset is None:
+            return mingru.heaviside(h, F.act.frac)
+        n = chip.heav_sigma * st.streams[(L.i, "heaviside")].standard_normal(h.shape)
+        return mingru.heaviside(h, F.act.frac, offset=chip.heav_offset, noise=n)
+
+    def _mixer(self, L: _Layer, r: Any, sat: SatCounter, rec) -> Any:
+        """The channel mixer (MLP or GLU) with its skip: ``y`` of the README table."""
+        A, F, p = self.arch, self.formats, L.prefix
+        xp = array_namespace(r)
+        E = A.mix_width
+        pacc = L.mix1(r)
+        if A.mix == "mlp":
+            m1 = xp.clip(sat.q(p + "m1", pacc, L.f_mix, F.act), min=0)
+        else:
+            v = sat.q(p + "m1", pacc[..., :E], L.f_mix, F.act)
+            g = gate_code(pacc[..., E:], L.f_mix, A.gate_bits, self.gate_rounding)
+            m1 = sat.q(p + "m1", v * g, F.act.frac + A.gate_bits, F.act)
+        rec(p + "m1", m1)
+        m2 = sat.q(p + "y", L.mix2(m1), L.f_mix, F.act)
+        y = sat.sat(p + "y", m2 + r, F.act) if A.skip else m2
+        rec(p + "y", y)
+        return y
 
     def _projections_sc(self, L: _Layer, chip, st: State, u, acc_z, acc_h, sat: SatCounter):
         """Gate code and candidate of the SC arrays: reference-level errors, comparator, kT/C."""
@@ -470,17 +504,15 @@ class Network:
         hc = sat.sat(L.prefix + "hc", round_real(np.clip(x, -lim, lim), F.h.rounding, self.wdt), F.h)
         return k, hc
 
-    def _recur(self, L: _Layer, chip, st: State, k: np.ndarray, hc: np.ndarray, valid) -> np.ndarray:
+    def _recur(self, L: _Layer, chip, st: State, k: Any, hc: Any, valid) -> Any:
         """Run ``h`` through the chunk; returns (T_c, B, H) states, counts ``h`` saturations."""
         F, bz, i = self.formats, self.arch.gate_bits, L.i
-        Tc = k.shape[0]
-        hs = np.empty(hc.shape, self.wdt)
         h0 = st.h[i]
-        h = h0
         if chip is None:
             def update(h, k, hc, noise):
                 return mingru.state_update(h, k, hc, b_z=bz, fmt_h=F.h)
             noise = None
+            hs = mingru.state_sequence(h0, k, hc, b_z=bz, fmt_h=F.h)
         else:
             def update(h, k, hc, noise):
                 return mingru.state_update_sc(h, k, hc, b_z=bz, fmt_h=F.h, z_eff=chip.z_eff, leak=chip.leak,
@@ -488,43 +520,49 @@ class Network:
             noise = None
             if chip.sigma_update is not None:
                 noise = chip.sigma_update * st.streams[(i, "update")].standard_normal(hc.shape)
-        for t in range(Tc):                                                   # the only loop over time
-            h, _ = update(h, k[t], hc[t], None if noise is None else noise[t])
-            hs[t] = h
-        st.h[i] = h
+            hs = np.empty(hc.shape, self.wdt)
+            h = h0
+            for t in range(k.shape[0]):                                   # the only loop over time
+                h, _ = update(h, k[t], hc[t], None if noise is None else noise[t])
+                hs[t] = h
+        st.h[i] = hs[-1]
         # saturation events, counted in bulk. A clipped state sits at a range limit, so if no state
         # of the chunk touches one nothing was clipped (the exact update never clips: h + z(hc - h)
         # lies between two in-range codes). Otherwise re-evaluate the same update on the whole
         # chunk (every previous state is known now) and compare before/after saturation.
         if hs.min() > F.h.min_int and hs.max() < F.h.max_int:
             return hs
-        h_prev = np.concatenate([h0[None], hs[:-1]])
+        xp = array_namespace(hs)
+        h_prev = xp.concat([h0[None], hs[:-1]])
         _, unsat = update(h_prev, k, hc, noise)
         diff = hs != unsat
         if valid is not None:
             diff &= valid[..., None]
-        n = int(np.count_nonzero(diff))
+        n = int(xp.count_nonzero(diff))
         if n:
             st.saturations[L.prefix + "h"] = st.saturations.get(L.prefix + "h", 0) + n
         return hs
 
-    def _accumulate(self, st: State, logits: np.ndarray, valid, sat: SatCounter) -> None:
-        A, F = self.arch, self.formats
-        if A.readout == "last":
+    def _accumulate(self, st: State, logits: Any, valid, sat: SatCounter) -> None:
+        """The readout over the chunk: the latest valid step's logits ('last') or the saturating
+        running sum ('mean'), into ``st.acc``."""
+        F = self.formats
+        xp = array_namespace(logits)
+        if self.arch.readout == "last":
             if valid is None:
-                st.acc = logits[-1].astype(np.int64)
+                st.acc = xp.astype(logits[-1], xp.int64)
             else:
-                nv = valid.sum(axis=0)
-                sel = np.nonzero(nv > 0)[0]
-                st.acc[sel] = logits[nv[sel] - 1, sel]
+                nv = xp.sum(xp.astype(valid, xp.int64), axis=0)
+                sel = xp.nonzero(nv > 0)[0]
+                st.acc[sel] = xp.astype(logits[nv[sel] - 1, sel], xp.int64)
             return
-        lm = logits if valid is None else logits * valid[..., None]
+        lm = logits if valid is None else logits * xp.astype(valid[..., None], logits.dtype)
         fmt = F.logit_acc
-        cs = np.cumsum(lm, axis=0, dtype=np.int64) + st.acc                                   # exact running sums
-        if cs.min() >= fmt.min_int and cs.max() <= fmt.max_int:
+        cs = xp.cumulative_sum(lm, axis=0, dtype=xp.int64) + st.acc                   # exact running sums
+        if int(cs.min()) >= fmt.min_int and int(cs.max()) <= fmt.max_int:
             st.acc = cs[-1]                                                   # nothing saturated
             return
         acc = st.acc
         for t in range(lm.shape[0]):                                          # saturating sum, step by step
-            acc = sat.sat("logit_acc", acc + lm[t].astype(np.int64), fmt, valid=None)
+            acc = sat.sat("logit_acc", acc + xp.astype(lm[t], xp.int64), fmt, valid=None)
         st.acc = acc

@@ -7,7 +7,6 @@ import torch
 
 from spec import Arch, Formats, Format, random_bundle
 from models import MGRADE, bundle_from_model, model_from_bundle
-from models.intpath import as_int_tensors, run_integer, saturation_points
 
 import sim
 
@@ -64,9 +63,11 @@ def test_integer_path_equals_sim_on_random_bundles(name, fmt_name):
         x, lengths = make_inputs(arch, B=4, T=50, seed=seed)
         L = lengths if padded else None
         r_sim = net.run(x, lengths=L, trace=True)
-        r_int = run_integer(arch, fmts, as_int_tensors(b.tensors), torch.as_tensor(x), L, trace=True)
+        # the same engine on torch tensors (the namespace comes from the input)
+        r_int = net.run(torch.as_tensor(x), lengths=None if L is None else torch.as_tensor(L), trace=True)
+        assert isinstance(r_int.logits, torch.Tensor)
         assert_same(r_sim, r_int)
-        assert set(r_int.saturations) == set(saturation_points(arch))
+        assert set(r_int.saturations) == set(sim.saturation_names(arch))
         # the model's eval-mode forward is this integer path
         r_model = model.run_integer(torch.as_tensor(x), None if L is None else torch.as_tensor(L))
         assert_same(r_sim, r_model, trace=False)
