@@ -8,6 +8,7 @@ Nothing here downloads anything.
 """
 from .core import DataError, Dataset, cache_dir, shared_dir, unpack_archive
 from .load import DATASETS, load_task
+from .asc import ASC_WORDS, load_asc, read_pcm16
 from .speech import (GSC_V1_WORDS, GSC_V2_WORDS, KWS12_CLASSES, gsc_which_set, load_mlperf_kws,
                      load_speech_commands, speaker_id, split_kws12)
 from .listops import generate_listops, generate_listops_files, load_listops
@@ -22,5 +23,5 @@ __all__ = [
     "load_speech_commands", "speaker_id", "split_kws12",
     "generate_listops", "generate_listops_files", "load_listops", "load_aan", "load_imdb",
     "load_cifar10", "rgb_to_gray_lra", "generate_pathfinder", "load_pathfinder", "write_pathfinder_files",
-    "read_wav", "write_wav",
+    "read_wav", "write_wav", "ASC_WORDS", "load_asc", "read_pcm16",
 ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .core import FIXTURES, REPO_ROOT, DataError, Dataset, shared_archive, unpack_archive
-from . import image, listops, pathfinder, speech, text
+from . import asc, image, listops, pathfinder, speech, text
 
 SHARED = {
     "gsc12": "gsc_v2_kws12_test1000.tar.gz",
@@ -21,6 +21,7 @@ SHARED = {
     "gsc_v2_lists": "gsc_v2_split_lists.tar.gz",
     "text": "lra_text_aclImdb.tar.gz",
     "image": "lra_image_cifar10_jpeg.tar.gz",
+    "asc40": "asc_kws40_train_test_flac.tar",
 }
 
 FIXTURE_ROOTS = {
@@ -31,6 +32,7 @@ FIXTURE_ROOTS = {
     "image": FIXTURES / "image",
     "pathfinder": FIXTURES / "pathfinder",
     "retrieval": FIXTURES / "retrieval",
+    "asc40": FIXTURES / "asc40",
 }
 
 #: the data sets :func:`load_task` knows (the trainer's tasks are :data:`data.tasks.TASKS`)
@@ -39,6 +41,7 @@ DATASETS = {
     "gsc_v1": "Speech Commands v0.01, 30 words, official split lists; root = your full copy (required)",
     "gsc12": "MLPerf Tiny KWS: 1,000 real v0.02 test clips, 12 classes (test only; resplit='speaker'|'clip')",
     "gsc_v1_sample": "300 real Speech Commands v0.01 clips, 30 words, split by the official lists",
+    "asc40": "Arabic Speech Commands: 40 keywords, 9,600 real FLAC clips, speaker-disjoint train/val/test",
     "listops": "LRA ListOps: TSV from root, or generated with LRA's parameters",
     "text": "LRA Text: byte-level IMDB (aclImdb), max_len=4096 by LRA's protocol",
     "image": "LRA Image: CIFAR-10 as 1024 grayscale pixels",
@@ -69,6 +72,7 @@ def load_task(name: str, root: str | Path | None = None, split: str = "train", l
       gsc12       resplit=None|'speaker'|'clip', val_pct=10, test_pct=10, seed=0
                   (resplit=None: split must be 'test' or 'all': the 1,000 clips as they are)
       gsc35/gsc_v1/gsc_v1_sample   cache=True
+      asc40       val_speakers=None (1/6 of the 18 training speakers: 3), seed=0, verify=None, cache=True
       listops     max_len=2000, check_labels=False, seed=0
       text        max_len=4096 (None: no truncation), val=None|'lra'|'holdout', val_pct=10
       image       gray=True, val_pct=10
@@ -109,6 +113,8 @@ def load_task(name: str, root: str | Path | None = None, split: str = "train", l
             if limit is not None:
                 from .core import limit_index
                 ds = ds.subset(limit_index(len(ds), limit), limit=limit)
+    elif name == "asc40":
+        ds = asc.load_asc(path, split=split, limit=limit, source_note=note, **kw)
     elif name == "listops":
         ds = listops.load_listops(path, split=split, limit=limit, **kw)
     elif name == "text":

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .asc import TOP as ASC_TOP, asc_speaker
 from .core import FIXTURES, shared_archive, unpack_archive
 from .listops import generate_listops_files
 from .pathfinder import DIFFICULTIES, generate_pathfinder, write_pathfinder_files
@@ -61,6 +62,35 @@ def make_gsc_v1():
     for lst in ("testing_list.txt", "validation_list.txt"):
         entries = [e for e in (src / lst).read_text().splitlines() if e.split("/")[0] in V1_FIXTURE]
         (out / lst).write_text("\n".join(entries) + "\n")
+    shutil.copyfile(src / "LICENSE", out / "LICENSE")
+
+
+ASC_FIXTURE = {"words": ("yes", "no", "zoom in"), "train_speakers": 4, "test_speakers": 2, "rep": "01"}
+
+
+def make_asc40():
+    """Arabic Speech Commands: repetition 01 of 3 keywords (one with a space in its name) by the first 4
+    train and the first 2 test speakers, FLAC copied byte for byte; train.csv / test.csv / manifest.tsv
+    trimmed to those clips (rows in the archive's order), and the data set's LICENSE."""
+    src = unpack_archive(shared_archive("asc_kws40_train_test_flac.tar")) / ASC_TOP
+    out = _fresh(FIXTURES / "asc40") / ASC_TOP
+    out.mkdir()
+    keep = set()
+    for split in ("train", "test"):
+        lines = (src / f"{split}.csv").read_text().splitlines()
+        rows = [ln for ln in lines[1:] if ln.rsplit(",", 1)[1] in ASC_FIXTURE["words"]]
+        speakers = sorted({asc_speaker(ln.rsplit(",", 1)[0]) for ln in rows})[:ASC_FIXTURE[f"{split}_speakers"]]
+        rows = [ln for ln in rows if asc_speaker(ln.rsplit(",", 1)[0]) in speakers
+                and ln.rsplit(",", 1)[0].endswith(f"_NO_{ASC_FIXTURE['rep']}.flac")]
+        (out / f"{split}.csv").write_text("\n".join([lines[0]] + rows) + "\n")
+        for ln in rows:
+            rel = ln.rsplit(",", 1)[0]
+            keep.add(rel)
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src / rel, out / rel)
+    lines = (src / "manifest.tsv").read_text().splitlines()
+    (out / "manifest.tsv").write_text("\n".join([lines[0]] + [ln for ln in lines[1:] if ln.split("\t")[1] in keep])
+                                      + "\n")
     shutil.copyfile(src / "LICENSE", out / "LICENSE")
 
 
@@ -140,7 +170,7 @@ def make_retrieval(sizes=None, seed: int = 7):
 
 
 def main(argv=None):
-    steps = {"gsc12": make_gsc12, "gsc_v1": make_gsc_v1, "text": make_text, "image": make_image,
+    steps = {"gsc12": make_gsc12, "gsc_v1": make_gsc_v1, "asc40": make_asc40, "text": make_text, "image": make_image,
              "listops": make_listops, "pathfinder": make_pathfinder, "retrieval": make_retrieval}
     names = (argv if argv is not None else sys.argv[1:]) or list(steps)
     for name in names:

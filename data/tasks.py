@@ -1,6 +1,6 @@
 """Tasks: from a :func:`data.load_task` data set to the integer inputs that the model and ``sim/`` take.
 
-* audio (``gsc12``, ``gsc35``): int16 PCM is taken as is: a code of ``s16f15`` (the default
+* audio (``gsc12``, ``gsc35``, ``asc40``): int16 PCM is taken as is: a code of ``s16f15`` (the default
   ``formats.x``), one sample per step, or ``frame`` consecutive samples per step (``d_in = frame``).
 * pixels (``image``, ``pathfinder``): ``uint8`` ``p`` becomes the real value ``(p - 128) / 128``
   in ``[-1, 1)``, one pixel per step (``d_in`` = channels).
@@ -30,7 +30,8 @@ from .load import load_task
 __all__ = ["TaskInfo", "TASKS", "task_info", "load_split", "to_codes", "batches", "synthetic", "save_packed",
            "load_packed"]
 
-TASKS = ("gsc12", "gsc35", "listops", "text", "image", "pathfinder", "retrieval", "synth-audio", "synth-tokens")
+TASKS = ("gsc12", "gsc35", "asc40", "listops", "text", "image", "pathfinder", "retrieval", "synth-audio",
+         "synth-tokens")
 
 
 @dataclasses.dataclass
@@ -58,7 +59,7 @@ class TaskInfo:
 
 
 def _kind(name: str) -> str:
-    if name in ("gsc12", "gsc35", "synth-audio"):
+    if name in ("gsc12", "gsc35", "asc40", "synth-audio"):
         return "audio"
     if name in ("image", "pathfinder"):
         return "pixels"

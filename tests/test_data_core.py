@@ -12,6 +12,7 @@ from data.core import FIXTURES, REPO_ROOT, limit_index
 FIXTURE_TASKS = {  # task -> (split, expected dtype, x.ndim)
     "gsc12": ("test", np.int16, 2),
     "gsc_v1_sample": ("train", np.int16, 2),
+    "asc40": ("train", np.int16, 2),
     "listops": ("train", np.int16, 2),
     "text": ("train", np.int16, 2),
     "image": ("train", np.uint8, 2),
@@ -50,7 +51,7 @@ def test_fixtures_work_without_shared(monkeypatch, tmp_path):
     monkeypatch.setenv("MGRADE_SHARED_DATA", str(tmp_path / "no_shared"))
     monkeypatch.setenv("MGRADE_DATA_CACHE", str(tmp_path / "cache"))
     assert len(load_task("gsc12", root="fixture", split="test")) == 24
-    for task in ("gsc12", "gsc_v1_sample", "text", "image"):
+    for task in ("gsc12", "gsc_v1_sample", "asc40", "text", "image"):
         with pytest.raises(DataError) as e:
             load_task(task, split="test")
         assert "not found" in str(e.value) and "root='fixture'" in str(e.value)
@@ -67,7 +68,7 @@ def test_task_errors():
         load_task("listops", root="fixture", split="dev")
     with pytest.raises(DataError, match="resplit must be"):
         load_task("gsc12", root="fixture", split="train", resplit="random")
-    assert set(DATASETS) == {"gsc35", "gsc_v1", "gsc12", "gsc_v1_sample", "listops", "text", "image",
+    assert set(DATASETS) == {"gsc35", "gsc_v1", "gsc12", "gsc_v1_sample", "asc40", "listops", "text", "image",
                           "pathfinder", "retrieval"}
 
 
