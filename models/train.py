@@ -20,21 +20,25 @@ float phase); ``--resume`` continues from ``OUT/last.pt``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
 import random
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from data.tasks import TASKS, batches, load_split, task_info
+from data.tasks import TASKS, Split, TaskInfo, batches, load_split, task_info
 from spec.arch import Arch, Formats, memory_footprint
+from spec.bundle import Bundle, save_bundle
 
+from .export import bundle_from_model, evaluate_sim, git_commit
 from .mgrade import MGRADE
 
 try:
@@ -105,7 +109,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 # ---------------------------------------------------------------------------------------------
+# Settings, optimiser, schedules, augmentation
+# ---------------------------------------------------------------------------------------------
 def seed_all(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global RNGs."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -118,6 +125,9 @@ def pick_device(name: str) -> torch.device:
 
 
 def make_optimizer(model: MGRADE, lr: float, wd: float, pos_mult: float) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters: weight decay ``wd`` on matrices only (not on biases,
+    norms or tap positions), the positions at ``pos_mult`` x ``lr``; every group keeps its
+    ``base_lr`` for the schedule."""
     pos, decay, no_decay = [], [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -144,20 +154,9 @@ def lr_at(progress: float, warmup: float) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * (p - warmup) / max(1e-9, 1.0 - warmup)))
 
 
-def lr_factor(step: int, total: int, warmup: float) -> float:
-    """:func:`lr_at` for step ``step`` of ``total`` (warm-up counted in whole steps)."""
-    w = max(1, int(warmup * total))
-    if step < w:
-        return (step + 1) / w
-    return lr_at(w / total + (step - w) / max(1, total - w) * (1 - w / total), w / total)
-
-
-def sigma_at(step: int, total: int, s0: float, s1: float, frac: float) -> float:
-    """Exponential decay from ``s0`` to ``s1`` over the first ``frac`` of ``total`` steps."""
-    return sigma_at_progress(step / max(1, total), s0, s1, frac)
-
-
 def sigma_at_progress(progress: float, s0: float, s1: float, frac: float) -> float:
+    """Gaussian width at ``progress`` in [0, 1] of the float phase: exponential decay from ``s0``
+    to ``s1`` (steps of delay) over the first ``frac`` of the phase, then ``s1``."""
     p = min(1.0, progress / max(1e-9, frac))
     return s0 * (s1 / s0) ** p
 
@@ -186,8 +185,215 @@ def augment_audio(x: torch.Tensor, gen: torch.Generator, max_shift: int = 1600) 
     return out.round().clamp(-32768, 32767).to(x.dtype).reshape(B, T, Fr)
 
 
+# ---------------------------------------------------------------------------------------------
+# Typed records
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class TrainData:
+    """The splits of a run, the input they imply, and what the bundle's meta records of them."""
+    train: Split
+    test: Split
+    val: Split | None           # the ``--val-split`` split, None when there is none
+    info: TaskInfo              # encoder, d_in (features per step, or vocabulary size), classes, kind
+    meta: dict                  # {"task": name, "train" | "test" | VAL: split_summary(split)}
+
+
+@dataclass
+class EvalStats:
+    """A split's accuracy (fraction correct), mean cross-entropy (nats per example) and size."""
+    accuracy: float
+    loss: float
+    n: int
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class EpochStats:
+    """One epoch: a line of ``history`` in the checkpoint and ``metrics.json``, printed as JSON."""
+    epoch: int                  # 1-based, counted over both phases
+    phase: str                  # 'float' | 'qat'
+    train_loss: float           # mean cross-entropy over the epoch's training examples (nats)
+    train_acc: float            # fraction of them classified right (during the epoch's updates)
+    steps: int                  # optimiser steps taken
+    epoch_s: float              # wall-clock seconds of the training part (validation excluded)
+    time_s: float               # wall-clock seconds since the run started
+    note: str | None = None     # why the epoch ended early (the phase's time share is used up)
+    val: dict | None = None     # EvalStats.to_json() on the validation split
+
+    @property
+    def ended_early(self) -> bool:
+        return self.note is not None
+
+    def to_json(self) -> dict:
+        """The stored record: ``note`` and ``val`` only when set."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None or k not in ("note", "val")}
+
+
+@dataclass
+class TrainResult:
+    """The test-split accuracies a run ends with: fractions in [0, 1], None where not measured."""
+    float_acc: float | None     # the float model (None: its phase ended in an earlier process)
+    qat_acc: float              # the quantised model's exact integer path (= sim/)
+    qat_fake_quant_acc: float   # the quantised model's fake-quantised float forward
+    sim_acc: float | None       # sim/ itself (None: --no-sim, or sim/ not usable)
+    n_test: int
+
+    @classmethod
+    def from_metrics(cls, metrics: dict) -> "TrainResult":
+        return cls(metrics["float"].get("accuracy"), metrics["qat"]["accuracy"],
+                   metrics["qat_fake_quant"]["accuracy"], metrics.get("sim", {}).get("accuracy"),
+                   metrics["qat"]["n"])
+
+    def summary(self) -> dict:
+        """The fields of ``metrics.json``."""
+        return {"float_test_acc": self.float_acc, "qat_test_acc": self.qat_acc,
+                "qat_fake_quant_test_acc": self.qat_fake_quant_acc, "sim_test_acc": self.sim_acc,
+                "n_test": self.n_test}
+
+    def bundle_accuracy(self) -> dict:
+        """The bundle's ``meta['accuracy']``."""
+        return {"float": self.float_acc, "qat": self.qat_acc, "sim": self.sim_acc, "n_test": self.n_test,
+                "split": "test"}
+
+
+@dataclass
+class Run:
+    """What a run fixes at its start: settings, device, data, architecture."""
+    args: argparse.Namespace
+    out: Path                   # run folder: last.pt, float.pt, metrics.json
+    device: torch.device
+    data: TrainData
+    arch: Arch
+    fmts: Formats
+    n_params: int
+    sigma0: float               # initial Gaussian width of the delay kernels (steps)
+    class_w: torch.Tensor | None  # per-class loss weights (--class-weights), else None
+    t_start: float              # time.time() at the start
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.data.train) / self.args.batch_size)
+
+    @property
+    def total_epochs(self) -> int:
+        return self.args.epochs + self.args.qat_epochs
+
+    def phase_steps(self, qat: bool) -> int:
+        """Optimiser steps of a whole phase (what the schedules count against)."""
+        return (self.args.qat_epochs if qat else self.args.epochs) * self.steps_per_epoch
+
+    def input_meta(self) -> dict:
+        """How the model reads its input (checkpoint and bundle meta)."""
+        return {"kind": self.data.info.kind, "frame": self.args.frame, "encoder": self.data.info.encoder}
+
+
+@dataclass
+class TrainState:
+    """What training changes: everything a checkpoint stores to resume."""
+    model: MGRADE
+    opt: torch.optim.Optimizer
+    rng: np.random.Generator    # batch order
+    gen: torch.Generator        # audio augmentation
+    epoch: int = 0              # epochs done, both phases
+    step_in_phase: int = 0      # optimiser steps done in the current phase
+    history: list[dict] = field(default_factory=list)   # EpochStats.to_json() per epoch
+    metrics: dict = field(default_factory=dict)         # test-split results: 'float', 'qat', ...
+
+
+@dataclass
+class PhaseClock:
+    """Wall-clock time of the current phase against its share of ``--time-budget`` (seconds)."""
+    budget: dict[str, float] | None     # phase -> seconds; None: no time budget
+    t0: float
+    elapsed0: float = 0.0               # seconds spent in this phase by an earlier process (resume)
+
+    @classmethod
+    def for_run(cls, run: Run, state: TrainState) -> "PhaseClock":
+        """Shares in proportion to the phases' epochs; a resumed phase keeps the time it used."""
+        a, budget = run.args, None
+        if a.time_budget:
+            share = a.epochs / max(1, run.total_epochs)
+            budget = {"float": a.time_budget * share, "qat": a.time_budget * (1 - share)}
+        phase = "qat" if state.model.quantized else "float"
+        return cls(budget, time.time(), sum(h.get("epoch_s", 0.0) for h in state.history if h["phase"] == phase))
+
+    def restart(self) -> None:
+        self.t0, self.elapsed0 = time.time(), 0.0
+
+    def used(self, phase: str) -> float | None:
+        """Fraction of ``phase``'s time share used so far, or None without a budget."""
+        if self.budget is None:
+            return None
+        return (time.time() - self.t0 + self.elapsed0) / max(1e-9, self.budget[phase])
+
+
+# ---------------------------------------------------------------------------------------------
+# Data, model, evaluation
+# ---------------------------------------------------------------------------------------------
+def load_data(args: argparse.Namespace) -> TrainData:
+    """The train, test and (if it exists) validation splits, and the input they imply."""
+    opts = parse_opts(args.data_opt)
+
+    def load(split: str, limit: int | None) -> Split:
+        return load_split(args.task, args.data_root, split, limit, seed=args.seed, options=opts)
+
+    train, test, val = load("train", args.limit), load("test", args.eval_limit), None
+    if args.val_split:
+        try:
+            val = load(args.val_split, args.eval_limit)
+        except Exception as e:  # noqa: BLE001 - a task without a validation split
+            print(f"[train] no '{args.val_split}' split ({type(e).__name__}: {e}); monitoring on none")
+    info = task_info(train, args.frame)
+    if train.kind in ("tokens", "pair"):    # the embedding table must hold the test split's ids too
+        info.d_in = max(info.d_in, task_info(test).d_in)
+    meta = {"task": args.task, "train": split_summary(train), "test": split_summary(test)}
+    if val is not None:
+        meta[args.val_split] = split_summary(val)
+    return TrainData(train, test, val, info, meta)
+
+
+def build_arch(args: argparse.Namespace, info: TaskInfo) -> Arch:
+    return Arch(d_in=info.d_in, n_classes=info.n_classes, hidden=args.hidden, layers=args.layers, taps=args.taps,
+                d_max=args.d_max, gate_bits=args.gate_bits, encoder=info.encoder, mix=args.mix, expand=args.expand,
+                norm=args.norm, skip=not args.no_skip, rnn_out=args.rnn_out, readout=args.readout)
+
+
+def class_weights(args: argparse.Namespace, train: Split, n_classes: int, device) -> torch.Tensor | None:
+    """Inverse class frequencies normalised to mean 1 (``--class-weights``), else None."""
+    if not args.class_weights:
+        return None
+    cnt = np.bincount(train.y, minlength=n_classes).astype(np.float64)
+    return torch.tensor(cnt.sum() / np.maximum(cnt, 1) / n_classes, dtype=torch.float32, device=device)
+
+
+def start_run(args: argparse.Namespace) -> tuple[Run, MGRADE]:
+    """Threads, run folder, device and seeds, then the data and the model, in that order: the
+    model's initial weights are the first draws of the torch RNG seeded here."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = pick_device(args.device)
+    seed_all(args.seed)
+    t_start = time.time()
+    data = load_data(args)
+    print(f"[train] task {args.task}: {len(data.train)} train, {len(data.test)} test"
+          + (f", {len(data.val)} {args.val_split}" if data.val is not None else "") + f"; device {device}")
+    arch, fmts = build_arch(args, data.info), Formats()
+    sigma0 = args.sigma0 if args.sigma0 is not None else max(args.sigma_end, args.d_max / (2 * max(args.taps, 1)))
+    model = MGRADE(arch, fmts, interp=args.interp, sigma=sigma0).to(device)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"[train] {arch}\n[train] {n_params} parameters; chip memory {memory_footprint(arch, fmts)}")
+    run = Run(args, out, device, data, arch, fmts, n_params, sigma0,
+              class_weights(args, data.train, data.info.n_classes, device), t_start)
+    return run, model
+
+
 @torch.no_grad()
-def evaluate(model: MGRADE, split, args, device, x_fmt, desc: str, path: str = "auto") -> dict:
+def evaluate(model: MGRADE, split: Split, args: argparse.Namespace, device, x_fmt, desc: str,
+             path: str = "auto") -> EvalStats:
     """Accuracy and mean loss on a split (float model, or the quantised model's integer path)."""
     model.eval()
     correct = n = 0
@@ -200,7 +406,11 @@ def evaluate(model: MGRADE, split, args, device, x_fmt, desc: str, path: str = "
         loss += float(F.cross_entropy(logits, y, reduction="sum"))
         correct += int((logits.argmax(-1) == y).sum())
         n += len(y)
-    return {"accuracy": correct / max(n, 1), "loss": loss / max(n, 1), "n": n}
+    return EvalStats(correct / max(n, 1), loss / max(n, 1), n)
+
+
+def evaluate_test(run: Run, model: MGRADE, desc: str, path: str = "auto") -> EvalStats:
+    return evaluate(model, run.data.test, run.args, run.device, run.fmts.x, desc, path=path)
 
 
 def split_summary(split) -> dict:
@@ -214,216 +424,241 @@ def split_summary(split) -> dict:
     return json.loads(json.dumps(keep, default=str))
 
 
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------------------------------
 def save_checkpoint(path: Path, state: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
 
 
+def save_state(run: Run, state: TrainState, path: Path) -> None:
+    """Write a checkpoint (``torch.save`` of a dict, written atomically) that :func:`resume` and
+    :func:`models.export.load_checkpoint` read."""
+    save_checkpoint(path, {
+        "model": state.model.state_dict(), "model_config": state.model.config(), "optimizer": state.opt.state_dict(),
+        "epoch": state.epoch, "step_in_phase": state.step_in_phase, "history": state.history,
+        "metrics": state.metrics, "task": run.args.task, "data": run.data.meta, "args": vars(run.args),
+        "input": run.input_meta(),
+        "rng": {"numpy": state.rng.bit_generator.state, "torch_gen": state.gen.get_state(),
+                "torch": torch.get_rng_state()}})
+
+
+def qat_optimizer(run: Run, model: MGRADE) -> torch.optim.Optimizer:
+    a = run.args
+    return make_optimizer(model, a.lr * a.qat_lr_scale, a.wd, a.pos_lr_mult)
+
+
+def new_state(run: Run, model: MGRADE) -> TrainState:
+    a = run.args
+    return TrainState(model, make_optimizer(model, a.lr, a.wd, a.pos_lr_mult), np.random.default_rng(a.seed),
+                      torch.Generator().manual_seed(a.seed))
+
+
+def resume(run: Run, state: TrainState, path: Path) -> None:
+    """Continue from a checkpoint of :func:`save_state`: model, optimiser, counters, records, RNGs."""
+    ck = torch.load(path, map_location=run.device, weights_only=False)
+    model = state.model
+    model.load_state_dict(ck["model"])
+    if model.quantized:
+        for c in model.convs():
+            c.pos.requires_grad_(run.args.qat_train_delays)
+        state.opt = qat_optimizer(run, model)
+    state.opt.load_state_dict(ck["optimizer"])
+    state.epoch, state.step_in_phase = ck["epoch"], ck["step_in_phase"]
+    state.history, state.metrics = ck.get("history", []), ck.get("metrics", {})
+    state.rng = np.random.default_rng()
+    state.rng.bit_generator.state = ck["rng"]["numpy"]
+    state.gen.set_state(ck["rng"]["torch_gen"].cpu())      # map_location may have moved them
+    torch.set_rng_state(ck["rng"]["torch"].cpu())
+    print(f"[train] resumed from {path} at epoch {state.epoch} ({'QAT' if model.quantized else 'float'} phase)")
+
+
 # ---------------------------------------------------------------------------------------------
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    device = pick_device(args.device)
-    seed_all(args.seed)
-    t_start = time.time()
+# Training
+# ---------------------------------------------------------------------------------------------
+def start_qat(run: Run, state: TrainState) -> None:
+    """End of the float phase: measure the float model on the test split and keep it
+    (``float.pt``), then switch to the hardware-aware model with a fresh optimiser and schedule."""
+    m = evaluate_test(run, state.model, "float test")
+    state.metrics["float"] = m.to_json()
+    print(f"[train] float model: test acc {m.accuracy:.4f} (n={m.n})")
+    save_state(run, state, run.out / "float.pt")
+    state.model.quantize(run.fmts, train_delays=run.args.qat_train_delays)
+    state.opt = qat_optimizer(run, state.model)
+    state.step_in_phase = 0
 
-    # ---- data --------------------------------------------------------------------------------
-    opts = parse_opts(args.data_opt)
-    train = load_split(args.task, args.data_root, "train", args.limit, seed=args.seed, options=opts)
-    test = load_split(args.task, args.data_root, "test", args.eval_limit, seed=args.seed, options=opts)
-    val = None
-    if args.val_split:
-        try:
-            val = load_split(args.task, args.data_root, args.val_split, args.eval_limit, seed=args.seed,
-                             options=opts)
-        except Exception as e:  # noqa: BLE001 - a task without a validation split
-            print(f"[train] no '{args.val_split}' split ({type(e).__name__}: {e}); monitoring on none")
-    info = task_info(train, args.frame)
-    if train.kind in ("tokens", "pair"):
-        info.d_in = max(info.d_in, task_info(test).d_in)
-    data_meta = {"task": args.task, "train": split_summary(train), "test": split_summary(test)}
-    if val is not None:
-        data_meta[args.val_split] = split_summary(val)
-    print(f"[train] task {args.task}: {len(train)} train, {len(test)} test"
-          + (f", {len(val)} {args.val_split}" if val is not None else "") + f"; device {device}")
 
-    arch = Arch(d_in=info.d_in, n_classes=info.n_classes, hidden=args.hidden, layers=args.layers, taps=args.taps,
-                d_max=args.d_max, gate_bits=args.gate_bits, encoder=info.encoder, mix=args.mix, expand=args.expand,
-                norm=args.norm, skip=not args.no_skip, rnn_out=args.rnn_out, readout=args.readout)
-    fmts = Formats()
-    sigma0 = args.sigma0 if args.sigma0 is not None else max(args.sigma_end, args.d_max / (2 * max(args.taps, 1)))
-    model = MGRADE(arch, fmts, interp=args.interp, sigma=sigma0).to(device)
-    n_params = sum(p.numel() for p in model.parameters())
-    print(f"[train] {arch}\n[train] {n_params} parameters; chip memory {memory_footprint(arch, fmts)}")
+def batch_to_device(run: Run, state: TrainState, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """NumPy (x, y, lengths) -> tensors on the device, audio augmented first (``--augment``)."""
+    x, y, lengths = (torch.from_numpy(a) for a in batch)
+    if run.args.augment and run.data.info.kind == "audio":
+        x = augment_audio(x, state.gen)
+    return x.to(run.device), y.to(run.device), lengths.to(run.device)
 
-    class_w = None
-    if args.class_weights:
-        cnt = np.bincount(train.y, minlength=info.n_classes).astype(np.float64)
-        class_w = torch.tensor(cnt.sum() / np.maximum(cnt, 1) / info.n_classes, dtype=torch.float32, device=device)
 
-    steps_per_epoch = math.ceil(len(train) / args.batch_size)
-    float_total = args.epochs * steps_per_epoch
-    qat_total = args.qat_epochs * steps_per_epoch
-    epoch, step_in_phase = 0, 0
-    history: list[dict] = []
-    metrics: dict = {}
-    opt = make_optimizer(model, args.lr, args.wd, args.pos_lr_mult)
-    rng = np.random.default_rng(args.seed)
-    gen = torch.Generator().manual_seed(args.seed)
+def train_step(run: Run, state: TrainState, x, y, lengths, progress: float, qat: bool) -> tuple[float, int]:
+    """One optimiser step at ``progress`` in [0, 1] of the phase (which sets the learning rate
+    and, in the float phase, the delay kernels' width); returns the batch's mean loss and the
+    number classified right."""
+    a, model, opt = run.args, state.model, state.opt
+    f = lr_at(progress, a.warmup)
+    for grp in opt.param_groups:
+        grp["lr"] = grp["base_lr"] * f
+    if not qat and a.interp == "gauss":
+        model.set_sigma(sigma_at_progress(progress, run.sigma0, a.sigma_end, a.sigma_decay))
+    logits = model(x, lengths)
+    loss = F.cross_entropy(logits, y, weight=run.class_w, label_smoothing=a.label_smoothing)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if a.clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), a.clip)
+    opt.step()
+    model.clamp_()
+    state.step_in_phase += 1
+    return float(loss.detach()), int((logits.argmax(-1) == y).sum())
 
-    ck_path = out / "last.pt"
-    if args.resume and ck_path.exists():
-        ck = torch.load(ck_path, map_location=device, weights_only=False)
-        model.load_state_dict(ck["model"])
-        if model.quantized:
-            for c in model.convs():
-                c.pos.requires_grad_(args.qat_train_delays)
-            opt = make_optimizer(model, args.lr * args.qat_lr_scale, args.wd, args.pos_lr_mult)
-        opt.load_state_dict(ck["optimizer"])
-        epoch, step_in_phase = ck["epoch"], ck["step_in_phase"]
-        history, metrics = ck.get("history", []), ck.get("metrics", {})
-        rng = np.random.default_rng()
-        rng.bit_generator.state = ck["rng"]["numpy"]
-        gen.set_state(ck["rng"]["torch_gen"].cpu())      # map_location may have moved them
-        torch.set_rng_state(ck["rng"]["torch"].cpu())
-        print(f"[train] resumed from {ck_path} at epoch {epoch} ({'QAT' if model.quantized else 'float'} phase)")
 
-    def checkpoint(path: Path):
-        save_checkpoint(path, {
-            "model": model.state_dict(), "model_config": model.config(), "optimizer": opt.state_dict(),
-            "epoch": epoch, "step_in_phase": step_in_phase, "history": history, "metrics": metrics,
-            "task": args.task, "data": data_meta, "args": vars(args),
-            "input": {"kind": info.kind, "frame": args.frame, "encoder": info.encoder},
-            "rng": {"numpy": rng.bit_generator.state, "torch_gen": gen.get_state(), "torch": torch.get_rng_state()}})
+def train_epoch(run: Run, state: TrainState, clock: PhaseClock, qat: bool) -> EpochStats:
+    """One pass over the shuffled training split, or less when the phase's time share runs out."""
+    a, phase = run.args, "qat" if qat else "float"
+    total = run.phase_steps(qat)
+    # TF32 matmuls only for the float model: the QAT forward must round like float32 to match its grid
+    torch.backends.cuda.matmul.allow_tf32 = not qat
+    torch.backends.cudnn.allow_tf32 = not qat
+    state.model.train()
+    t0, out_of_time = time.time(), False
+    loss_sum, correct, n = 0.0, 0, 0
+    it = batches(run.data.train, a.batch_size, run.fmts.x, a.frame, shuffle=True, rng=state.rng, bucket=a.bucket)
+    bar = tqdm(it, total=run.steps_per_epoch, desc=f"{phase} epoch {state.epoch + 1}/{run.total_epochs}",
+               disable=a.no_progress, mininterval=2.0)
+    for batch in bar:
+        x, y, lengths = batch_to_device(run, state, batch)
+        progress, used = state.step_in_phase / max(1, total), clock.used(phase)
+        if used is not None:
+            if used >= 1.0:
+                out_of_time = True
+                break
+            progress = max(progress, used)         # the schedules follow time when it runs faster
+        loss, right = train_step(run, state, x, y, lengths, progress, qat)
+        loss_sum, correct, n = loss_sum + loss * len(y), correct + right, n + len(y)
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{loss_sum / n:.3f}", acc=f"{correct / n:.3f}")
+    stats = EpochStats(state.epoch + 1, phase, loss_sum / max(n, 1), correct / max(n, 1),
+                       math.ceil(n / a.batch_size), round(time.time() - t0, 2), round(time.time() - run.t_start, 1))
+    if out_of_time:
+        stats.note = f"{phase} phase time share used up"
+        if not qat and a.interp == "gauss":
+            state.model.set_sigma(a.sigma_end)
+    return stats
 
-    total_epochs = args.epochs + args.qat_epochs
-    phase_budget = None
-    if args.time_budget:
-        share = args.epochs / max(1, total_epochs)
-        phase_budget = {"float": args.time_budget * share, "qat": args.time_budget * (1 - share)}
-    phase_t0 = time.time()
-    phase_elapsed0 = 0.0            # time already spent in this phase by an earlier process (resume)
-    if history:
-        cur = "qat" if model.quantized else "float"
-        phase_elapsed0 = sum(h.get("epoch_s", 0.0) for h in history if h["phase"] == cur)
-    while epoch < total_epochs:
-        qat_phase = epoch >= args.epochs
-        if qat_phase and not model.quantized:
-            # ---- end of the float phase: measure, then switch to the hardware-aware model ------
-            metrics["float"] = evaluate(model, test, args, device, fmts.x, "float test")
-            print(f"[train] float model: test acc {metrics['float']['accuracy']:.4f} (n={metrics['float']['n']})")
-            checkpoint(out / "float.pt")
-            model.quantize(fmts, train_delays=args.qat_train_delays)
-            opt = make_optimizer(model, args.lr * args.qat_lr_scale, args.wd, args.pos_lr_mult)
-            step_in_phase = 0
-            phase_t0, phase_elapsed0 = time.time(), 0.0
-        total = qat_total if qat_phase else float_total
-        torch.backends.cuda.matmul.allow_tf32 = not qat_phase
-        torch.backends.cudnn.allow_tf32 = not qat_phase
-        model.train()
-        phase = "qat" if qat_phase else "float"
-        epoch_t0 = time.time()
-        out_of_time = False
-        tl = tc = tn = 0.0
-        it = batches(train, args.batch_size, fmts.x, args.frame, shuffle=True, rng=rng, bucket=args.bucket)
-        bar = tqdm(it, total=steps_per_epoch, desc=f"{'qat' if qat_phase else 'float'} epoch {epoch + 1}/{total_epochs}",
-                   disable=args.no_progress, mininterval=2.0)
-        for x, y, lengths in bar:
-            x, y, lengths = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(lengths)
-            if args.augment and info.kind == "audio":
-                x = augment_audio(x, gen)
-            x, y, lengths = x.to(device), y.to(device), lengths.to(device)
-            progress = step_in_phase / max(1, total)
-            if phase_budget is not None:
-                t_frac = (time.time() - phase_t0 + phase_elapsed0) / max(1e-9, phase_budget[phase])
-                if t_frac >= 1.0:
-                    out_of_time = True
-                    break
-                progress = max(progress, t_frac)
-            f = lr_at(progress, args.warmup)
-            for grp in opt.param_groups:
-                grp["lr"] = grp["base_lr"] * f
-            if not qat_phase and args.interp == "gauss":
-                model.set_sigma(sigma_at_progress(progress, sigma0, args.sigma_end, args.sigma_decay))
-            logits = model(x, lengths)
-            loss = F.cross_entropy(logits, y, weight=class_w, label_smoothing=args.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if args.clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
-            opt.step()
-            model.clamp_()
-            step_in_phase += 1
-            b = len(y)
-            tl += float(loss.detach()) * b
-            tc += float((logits.argmax(-1) == y).sum())
-            tn += b
-            if hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{tl / tn:.3f}", acc=f"{tc / tn:.3f}")
-        rec = {"epoch": epoch + 1, "phase": phase, "train_loss": tl / max(tn, 1),
-               "train_acc": tc / max(tn, 1), "steps": int(tn and math.ceil(tn / args.batch_size)),
-               "epoch_s": round(time.time() - epoch_t0, 2), "time_s": round(time.time() - t_start, 1)}
-        if out_of_time:
-            rec["note"] = f"{phase} phase time share used up"
-            if not qat_phase and args.interp == "gauss":
-                model.set_sigma(args.sigma_end)
-        if val is not None:
-            # float phase: float model; QAT phase: fake-quantised forward (the integer path is
-            # measured on the test split at the end)
-            rec["val"] = evaluate(model, val, args, device, fmts.x, "val", path="float")
-        history.append(rec)
-        print(f"[train] {json.dumps(rec)}")
-        epoch += 1
-        if out_of_time:
-            epoch = args.epochs if not qat_phase else total_epochs
-        checkpoint(ck_path)
 
-    # ---- final measurements -----------------------------------------------------------------------
-    if not model.quantized:                      # no QAT epochs: measure the float model, quantise a copy
-        metrics["float"] = evaluate(model, test, args, device, fmts.x, "float test")
-        checkpoint(out / "float.pt")
-        qmodel = model.quantized_copy(fmts)
+def end_epoch(run: Run, state: TrainState, stats: EpochStats) -> None:
+    """Validate, record and print the epoch; count it (skip the rest of a phase whose time share
+    is used up); checkpoint ``last.pt``."""
+    if run.data.val is not None:
+        # float phase: float model; QAT phase: the fake-quantised forward (the integer path is
+        # measured on the test split at the end)
+        stats.val = evaluate(state.model, run.data.val, run.args, run.device, run.fmts.x, "val",
+                             path="float").to_json()
+    rec = stats.to_json()
+    state.history.append(rec)
+    print(f"[train] {json.dumps(rec)}")
+    state.epoch += 1
+    if stats.ended_early:
+        state.epoch = run.args.epochs if stats.phase == "float" else run.total_epochs
+    save_state(run, state, run.out / "last.pt")
+
+
+def train_loop(run: Run, state: TrainState) -> None:
+    """The float epochs, then the QAT epochs, from wherever ``state`` is."""
+    clock = PhaseClock.for_run(run, state)
+    while state.epoch < run.total_epochs:
+        qat = state.epoch >= run.args.epochs
+        if qat and not state.model.quantized:
+            start_qat(run, state)
+            clock.restart()
+        end_epoch(run, state, train_epoch(run, state, clock, qat))
+
+
+# ---------------------------------------------------------------------------------------------
+# Final measurements and export
+# ---------------------------------------------------------------------------------------------
+def measure_final(run: Run, state: TrainState) -> MGRADE:
+    """Test-split metrics of the trained model; returns the quantised model (without QAT
+    epochs: a quantised copy of the float model, which is measured first)."""
+    model, metrics = state.model, state.metrics
+    if not model.quantized:
+        metrics["float"] = evaluate_test(run, model, "float test").to_json()
+        save_state(run, state, run.out / "float.pt")
+        qmodel = model.quantized_copy(run.fmts)
     else:
         qmodel = model
         metrics.setdefault("float", {"accuracy": None, "note": "float phase measured in an earlier process"})
-    metrics["qat"] = evaluate(qmodel, test, args, device, fmts.x, "qat test (integer path)", path="int")
-    metrics["qat_fake_quant"] = evaluate(qmodel, test, args, device, fmts.x, "qat test (fake-quant)", path="float")
+    metrics["qat"] = evaluate_test(run, qmodel, "qat test (integer path)", path="int").to_json()
+    metrics["qat_fake_quant"] = evaluate_test(run, qmodel, "qat test (fake-quant)", path="float").to_json()
     print(f"[train] float test acc {metrics['float'].get('accuracy')}, QAT (integer path) test acc "
           f"{metrics['qat']['accuracy']:.4f}, fake-quant {metrics['qat_fake_quant']['accuracy']:.4f} "
           f"(n={metrics['qat']['n']})")
-    checkpoint(ck_path)
+    save_state(run, state, run.out / "last.pt")
+    return qmodel
 
-    from .export import bundle_from_model, evaluate_sim, git_commit
-    meta = {"task": args.task, "data": data_meta, "metrics": metrics, "train_args": vars(args),
-            "input": {"kind": info.kind, "frame": args.frame, "encoder": info.encoder},
-            "formats": fmts.to_json(), "git_commit": git_commit(), "source": "python -m models.train"}
-    bundle = bundle_from_model(qmodel.cpu(), meta=json.loads(json.dumps(meta, default=str)))
-    if not args.no_sim:
-        try:
-            metrics["sim"] = evaluate_sim(bundle, test, frame=args.frame, batch=args.eval_batch_size)
-            print(f"[train] sim/ test acc {metrics['sim']['accuracy']:.4f} (n={metrics['sim']['n']})")
-        except (ImportError, AttributeError) as e:
-            metrics["sim"] = {"accuracy": None, "note": f"sim/ not usable: {e}"}
-        bundle.meta["metrics"] = json.loads(json.dumps(metrics, default=str))
-    summary = {"task": args.task, "arch": arch.to_json(), "params": n_params,
-               "memory_bits": memory_footprint(arch, fmts), "data": data_meta,
-               "float_test_acc": metrics["float"].get("accuracy"), "qat_test_acc": metrics["qat"]["accuracy"],
-               "qat_fake_quant_test_acc": metrics["qat_fake_quant"]["accuracy"],
-               "sim_test_acc": metrics.get("sim", {}).get("accuracy"), "n_test": metrics["qat"]["n"],
-               "metrics": metrics, "history": history, "args": vars(args), "device": str(device),
-               "wall_s": round(time.time() - t_start, 1), "git_commit": meta["git_commit"]}
-    (out / "metrics.json").write_text(json.dumps(summary, indent=1, default=str))
-    if args.export:
-        from spec.bundle import save_bundle
-        bundle.meta["accuracy"] = {"float": summary["float_test_acc"], "qat": summary["qat_test_acc"],
-                                   "sim": summary["sim_test_acc"], "n_test": summary["n_test"], "split": "test"}
-        p = save_bundle(bundle, args.export)
-        print(f"[train] wrote bundle {p}")
-    print(f"[train] metrics in {out / 'metrics.json'}")
+
+def make_bundle(run: Run, state: TrainState, qmodel: MGRADE, commit: str | None) -> Bundle:
+    """The weight bundle of the quantised model (moved to the CPU), with the run's meta."""
+    meta = {"task": run.args.task, "data": run.data.meta, "metrics": state.metrics, "train_args": vars(run.args),
+            "input": run.input_meta(), "formats": run.fmts.to_json(), "git_commit": commit,
+            "source": "python -m models.train"}
+    return bundle_from_model(qmodel.cpu(), meta=json.loads(json.dumps(meta, default=str)))
+
+
+def measure_sim(run: Run, state: TrainState, bundle: Bundle) -> None:
+    """``sim/``'s test accuracy on the bundle, into the metrics and the bundle's meta."""
+    try:
+        state.metrics["sim"] = evaluate_sim(bundle, run.data.test, frame=run.args.frame,
+                                            batch=run.args.eval_batch_size)
+        print(f"[train] sim/ test acc {state.metrics['sim']['accuracy']:.4f} (n={state.metrics['sim']['n']})")
+    except (ImportError, AttributeError) as e:
+        state.metrics["sim"] = {"accuracy": None, "note": f"sim/ not usable: {e}"}
+    bundle.meta["metrics"] = json.loads(json.dumps(state.metrics, default=str))
+
+
+def write_metrics(run: Run, state: TrainState, result: TrainResult, commit: str | None) -> Path:
+    """``OUT/metrics.json``: the run's summary, records and settings."""
+    summary = {"task": run.args.task, "arch": run.arch.to_json(), "params": run.n_params,
+               "memory_bits": memory_footprint(run.arch, run.fmts), "data": run.data.meta, **result.summary(),
+               "metrics": state.metrics, "history": state.history, "args": vars(run.args),
+               "device": str(run.device), "wall_s": round(time.time() - run.t_start, 1), "git_commit": commit}
+    path = run.out / "metrics.json"
+    path.write_text(json.dumps(summary, indent=1, default=str))
+    return path
+
+
+def finish(run: Run, state: TrainState, qmodel: MGRADE) -> TrainResult:
+    """Bundle, ``sim/`` accuracy (unless ``--no-sim``), ``metrics.json``, and ``--export``."""
+    commit = git_commit()
+    bundle = make_bundle(run, state, qmodel, commit)
+    if not run.args.no_sim:
+        measure_sim(run, state, bundle)
+    result = TrainResult.from_metrics(state.metrics)
+    path = write_metrics(run, state, result, commit)
+    if run.args.export:
+        bundle.meta["accuracy"] = result.bundle_accuracy()
+        print(f"[train] wrote bundle {save_bundle(bundle, run.args.export)}")
+    print(f"[train] metrics in {path}")
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    run, model = start_run(args)
+    state = new_state(run, model)
+    if args.resume and (run.out / "last.pt").exists():
+        resume(run, state, run.out / "last.pt")
+    train_loop(run, state)
+    finish(run, state, measure_final(run, state))
     return 0
 
 

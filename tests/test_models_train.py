@@ -50,12 +50,13 @@ def test_tiny_training_lowers_the_loss():
 
 
 def test_schedules():
-    assert mtrain.lr_factor(0, 100, 0.1) == pytest.approx(0.1)
-    assert mtrain.lr_factor(9, 100, 0.1) == pytest.approx(1.0)
-    assert mtrain.lr_factor(99, 100, 0.1) < 0.01
-    assert mtrain.sigma_at(0, 100, 8.0, 0.5, 0.5) == pytest.approx(8.0)
-    assert mtrain.sigma_at(50, 100, 8.0, 0.5, 0.5) == pytest.approx(0.5)
-    assert mtrain.sigma_at(99, 100, 8.0, 0.5, 0.5) == pytest.approx(0.5)
+    assert mtrain.lr_at(0.05, 0.1) == pytest.approx(0.5)               # warm-up
+    assert mtrain.lr_at(0.1, 0.1) == pytest.approx(1.0)
+    assert mtrain.lr_at(0.99, 0.1) < 0.01                                # cosine decay
+    assert mtrain.sigma_at_progress(0.0, 8.0, 0.5, 0.5) == pytest.approx(8.0)
+    assert mtrain.sigma_at_progress(0.25, 8.0, 0.5, 0.5) == pytest.approx(2.0)
+    assert mtrain.sigma_at_progress(0.5, 8.0, 0.5, 0.5) == pytest.approx(0.5)
+    assert mtrain.sigma_at_progress(0.99, 8.0, 0.5, 0.5) == pytest.approx(0.5)
 
 
 def test_cli_train_export_resume(tmp_path, capsys):
