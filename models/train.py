@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from data.tasks import TASKS, Split, TaskInfo, batches, load_split, task_info
 from spec.arch import Arch, Formats, memory_footprint
@@ -40,12 +41,6 @@ from spec.bundle import Bundle, save_bundle
 
 from .export import bundle_from_model, evaluate_sim, git_commit
 from .mgrade import MGRADE
-
-try:
-    from tqdm import tqdm
-except ImportError:  # pragma: no cover
-    def tqdm(it, **kw):
-        return it
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -543,8 +538,7 @@ def train_epoch(run: Run, state: TrainState, clock: PhaseClock, qat: bool) -> Ep
             progress = max(progress, used)         # the schedules follow time when it runs faster
         loss, right = train_step(run, state, x, y, lengths, progress, qat)
         loss_sum, correct, n = loss_sum + loss * len(y), correct + right, n + len(y)
-        if hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{loss_sum / n:.3f}", acc=f"{correct / n:.3f}")
+        bar.set_postfix(loss=f"{loss_sum / n:.3f}", acc=f"{correct / n:.3f}")
     stats = EpochStats(state.epoch + 1, phase, loss_sum / max(n, 1), correct / max(n, 1),
                        math.ceil(n / a.batch_size), round(time.time() - t0, 2), round(time.time() - run.t_start, 1))
     if out_of_time:
