@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from spec import Arch, Format, Formats, Rounding, load_bundle, random_bundle, save_bundle
-from spec.arch import gate_code
+from spec.arch import gate_code, tensor_specs
 from spec.fixedpoint import quantize_real
 from models import MGRADE, bundle_from_model, model_from_bundle
 from models.quant import fq_act, fq_gate, fq_weight
@@ -250,6 +250,20 @@ def test_bundle_model_bundle_round_trip(tmp_path, name):
     m2 = model_from_bundle(c)
     for (k1, v1), (k2, v2) in zip(m.state_dict().items(), m2.state_dict().items()):
         assert k1 == k2 and torch.equal(v1, v2), k1
+
+
+@pytest.mark.parametrize("name", list(ARCHS))
+def test_bundle_table_covers_the_spec(name):
+    """spec.arch.tensor_specs names every bundle tensor; models.mgrade.BUNDLE_PARAMETERS must map
+    each to a distinct parameter of the spec's shape (one table for export, import and clamping)."""
+    m = MGRADE(ARCHS[name]).quantize()
+    bps = m.bundle_parameters()
+    assert [b.spec.name for b in bps] == [s.name for s in tensor_specs(m.arch)]
+    assert len({id(b.param) for b in bps}) == len(bps)
+    for b in bps:
+        assert tuple(b.param.shape) == b.spec.shape, b.spec.name
+    stored = {id(p) for p, _ in m.parameter_roles().values()} | {id(c.pos) for c in m.convs()}
+    assert stored == {id(p) for p in m.parameters()}          # every parameter is a chip tensor
 
 
 def test_float_model_export_is_quantised_copy():
