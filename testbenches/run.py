@@ -6,7 +6,7 @@ every output of every time step with ``sim`` bit for bit and prints a summary. O
 localises the first differing (sequence, step, layer, channel) with an FST waveform around it
 and exits with status 1. ``python -m testbenches.run list`` lists the tests.
 
-Options: ``--seqs N`` sequences (default: 1 clip for gsc_stream, 3 otherwise), ``--steps N``
+Options: ``--seqs N`` sequences (default: 1 clip for gsc_stream and asc_stream, 3 otherwise), ``--steps N``
 cut every sequence to N steps, ``--offset K`` start at example K, ``--small`` a small random
 architecture (H = 8) instead of the task's own, ``--root fixture`` the committed fixture data.
 """
@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     from .streams import make_case
     from rtl.top import cycles_per_step
     t0 = time.time()
-    n = args.seqs or (1 if args.test == "gsc_stream" else 3)
+    n = args.seqs or (1 if args.test in ("gsc_stream", "asc_stream") else 3)
     case = make_case(args.test, n_seqs=n, max_steps=args.steps, small=args.small, root=args.root,
                      seed=args.seed, offset=args.offset)
     arch = case.bundle.arch

@@ -4,6 +4,7 @@
 name                task       input                                            bundle
 =================== ========== ================================================ ==================
 ``gsc_stream``      gsc12      int16 PCM = s16f15 codes, one sample per step    models/bundles/gsc12.npz
+``asc_stream``      asc40      int16 PCM (Arabic Speech Commands), as gsc       models/bundles/asc40.npz
 ``listops_stream``  listops    token ids (embedding)                            models/bundles/listops.npz
 ``text_stream``     text       byte ids (embedding)                             models/bundles/text.npz
 ``image_stream``    image      gray pixel (p - 128)/128, one per step           models/bundles/image.npz
@@ -43,6 +44,8 @@ class StreamDef:
 STREAMS: dict[str, StreamDef] = {
     "gsc_stream": StreamDef("gsc12", "gsc12.npz", "Speech Commands (12 classes), 16,000 PCM samples per clip",
                             hidden=32, d_max=127),
+    "asc_stream": StreamDef("asc40", "asc40.npz",
+                            "Arabic Speech Commands (40 keywords), 16,000 PCM samples per clip", hidden=32, d_max=127),
     "listops_stream": StreamDef("listops", "listops.npz", "LRA ListOps, token ids, up to 2,000 steps"),
     "text_stream": StreamDef("text", "text.npz", "LRA text (IMDb bytes), up to 4,096 steps"),
     "image_stream": StreamDef("image", "image.npz", "LRA image (CIFAR-10 gray), 1,024 pixels"),
@@ -66,6 +69,7 @@ class StreamCase:
 #: Variants of the small CI architectures: each stream exercises other options of the RTL.
 SMALL_VARIANTS = {
     "gsc_stream": {},
+    "asc_stream": {},               # the gsc architecture with a 40-class readout
     "listops_stream": {"mix": "glu"},
     "text_stream": {"mix": "none", "rnn_out": "heaviside"},
     "image_stream": {"skip": False, "readout": "last"},
