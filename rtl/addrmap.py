@@ -25,7 +25,6 @@ encode bundles with :meth:`AddressMap.writes`.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 from amaranth.hdl import unsigned
@@ -40,8 +39,8 @@ __all__ = ["AddressMap", "MemEntry", "CfgBus", "delay_format"]
 
 
 def delay_format(arch: Arch) -> Format:
-    """Delays are unsigned integers of ``ceil(log2(d_max + 1))`` bits (as in ``memory_footprint``)."""
-    return Format(False, max(1, math.ceil(math.log2(arch.d_max + 1))), 0)
+    """Delays are unsigned integers of :attr:`spec.arch.Arch.delay_bits` bits."""
+    return Format(False, arch.delay_bits, 0)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -110,6 +110,11 @@ class Arch:
         """Width E of the mixer's hidden layer."""
         return self.expand * self.hidden
 
+    @property
+    def delay_bits(self) -> int:
+        """Bits of one tap delay (an unsigned integer 0..d_max): ``ceil(log2(d_max + 1))``, at least 1."""
+        return max(1, self.d_max.bit_length())
+
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -326,7 +331,7 @@ def memory_footprint(arch: Arch, fmts: Formats) -> dict[str, int]:
     weights = 0
     for t in tensor_specs(arch):
         n = math.prod(t.shape)
-        bits = max(1, math.ceil(math.log2(arch.d_max + 1))) if t.role == "delay" else getattr(fmts, t.role).bits
+        bits = arch.delay_bits if t.role == "delay" else getattr(fmts, t.role).bits
         weights += n * bits
     dl = arch.layers * arch.hidden * arch.d_max * fmts.dl.bits if arch.taps else 0
     state = arch.layers * arch.hidden * fmts.h.bits
