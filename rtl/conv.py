@@ -5,7 +5,6 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2
 
 from spec.arch import Arch, Formats, acc_frac
 from .addrmap import AddressMap
@@ -28,7 +27,7 @@ class DelayLineConv(wiring.Component):
     After the last tap the current sample is pushed (slot ``t mod d_max``).
 
     Timing: ``start`` (1 cycle, clears the accumulator) + K tap cycles + 1 push cycle with
-    ``done`` high = ``K + 2`` cycles. ``u0`` stays valid until the next ``start``. Protocol: ``s``
+    ``done`` high (:meth:`cycles`). ``u0`` stays valid until the next ``start``. Protocol: ``s``
     and ``first`` are held from ``start`` through the ``done`` cycle (``s`` is pushed at its end),
     and ``start`` comes after the ``done`` cycle (the owning layer's sequencer guarantees both).
     """
@@ -47,6 +46,11 @@ class DelayLineConv(wiring.Component):
             "u0": Out(data.ArrayLayout(shape_of(fmts.act), H)),
             "sat": Out(1),
         })
+
+    @staticmethod
+    def cycles(arch: Arch) -> int:
+        """Cycles from ``start`` to ``done`` inclusive: ``K + 2``."""
+        return 1 + arch.taps + 1
 
     def elaborate(self, platform):
         m = Module()

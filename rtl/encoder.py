@@ -9,14 +9,19 @@ from amaranth.utils import ceil_log2
 from spec.arch import Arch, Formats, acc_frac
 from .addrmap import AddressMap
 from .fixed import acc_shape, any_of, requantize, shape_of
-from .mac import MacLanes, broadcast_columns, column_sequencer
+from .mac import MacLanes, broadcast_columns, column_cycles, column_sequencer
 from .memory import weight_memory
 
-__all__ = ["LinearEncoder", "EmbeddingEncoder", "token_bits"]
+__all__ = ["LinearEncoder", "EmbeddingEncoder", "encoder_class", "token_bits"]
 
 
 def token_bits(arch: Arch) -> int:
     return max(1, ceil_log2(arch.d_in))
+
+
+def encoder_class(arch: Arch) -> type:
+    """The encoder component of ``arch`` (:class:`LinearEncoder` or :class:`EmbeddingEncoder`)."""
+    return LinearEncoder if arch.encoder == "linear" else EmbeddingEncoder
 
 
 def _encoder_members(arch: Arch, fmts: Formats, amap: AddressMap, name: str, shape) -> dict:
@@ -34,12 +39,17 @@ def _encoder_members(arch: Arch, fmts: Formats, amap: AddressMap, name: str, sha
 class LinearEncoder(wiring.Component):
     """``a0 = q_act(W_enc x + (b_enc << s), f_x + f_w_enc)``: H lanes, one input feature per cycle.
 
-    Timing: ``start`` (loads the bias) + d_in cycles + 1 cycle with ``done`` = ``d_in + 2``.
+    Timing: ``start`` (loads the bias) + d_in cycles + 1 cycle with ``done`` (:meth:`cycles`).
     """
 
     def __init__(self, arch: Arch, fmts: Formats, amap: AddressMap):
         self.arch, self.fmts, self.amap = arch, fmts, amap
         super().__init__(_encoder_members(arch, fmts, amap, "x", data.ArrayLayout(shape_of(fmts.x), arch.d_in)))
+
+    @staticmethod
+    def cycles(arch: Arch) -> int:
+        """Cycles from ``start`` to ``done`` inclusive: ``d_in + 2``."""
+        return column_cycles(arch.d_in)
 
     def elaborate(self, platform):
         m = Module()
@@ -67,6 +77,11 @@ class EmbeddingEncoder(wiring.Component):
     def __init__(self, arch: Arch, fmts: Formats, amap: AddressMap):
         self.arch, self.fmts, self.amap = arch, fmts, amap
         super().__init__(_encoder_members(arch, fmts, amap, "token", token_bits(arch)))
+
+    @staticmethod
+    def cycles(arch: Arch) -> int:
+        """Cycles from ``start`` to ``done`` inclusive: ``start``, then ``done``."""
+        return 2
 
     def elaborate(self, platform):
         m = Module()

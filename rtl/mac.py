@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 from spec.fixedpoint import Format
 from .fixed import align_bias
 
-__all__ = ["MacLanes", "column_sequencer", "broadcast_columns"]
+__all__ = ["MacLanes", "column_sequencer", "column_cycles", "broadcast_columns"]
 
 
 class MacLanes(wiring.Component):
@@ -55,8 +55,8 @@ def column_sequencer(m: Module, start: ValueLike, done: Signal, n: int) -> tuple
     The ``start`` cycle loads the biases (the caller drives ``load`` from ``start``); then ``running``
     is high for ``n`` cycles while the column index ``i`` counts ``0 .. n-1`` (drive ``en`` from
     ``running`` and present column ``i``); ``done`` (a register) is high in the cycle after the last
-    column, when the accumulators hold the finished sums: ``n + 2`` cycles from ``start`` to ``done``
-    inclusive. Returns ``(i, running)``.
+    column, when the accumulators hold the finished sums: :func:`column_cycles` (``n + 2``) cycles
+    from ``start`` to ``done`` inclusive. Returns ``(i, running)``.
     """
     i = Signal(range(max(n, 2)), name="i")
     running = Signal(name="running")
@@ -68,6 +68,12 @@ def column_sequencer(m: Module, start: ValueLike, done: Signal, n: int) -> tuple
             m.d.sync += running.eq(0)
     m.d.sync += done.eq(running & (i == n - 1))
     return i, running
+
+
+def column_cycles(n: int) -> int:
+    """Cycles of :func:`column_sequencer` from ``start`` to ``done`` inclusive: the ``start``
+    (bias load) cycle, ``n`` column cycles and the ``done`` cycle."""
+    return 1 + n + 1
 
 
 def broadcast_columns(m: Module, mac: MacLanes, x: ValueLike, w, b, *, bias: Format, f_acc: int,

@@ -5,10 +5,10 @@ from amaranth.hdl import Module, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from spec.arch import Arch, Formats, acc_frac
+from spec.arch import Arch, Formats, acc_frac, gate_format
 from .addrmap import AddressMap
 from .fixed import acc_shape, any_of, gate_code, requantize, round_shift, saturate, shape_of
-from .mac import MacLanes, broadcast_columns, column_sequencer
+from .mac import MacLanes, broadcast_columns, column_cycles, column_sequencer
 from .memory import weight_memory
 
 __all__ = ["GateCandidate", "ScUpdate"]
@@ -21,7 +21,7 @@ class GateCandidate(wiring.Component):
     ``Wz[c,i] u[i]`` and ``Wh[c,i] u[i]`` over ``i = 0..H-1``, starting from the aligned biases.
     Then ``k = gate_code(accz)`` (6-bit hard sigmoid, ``z = k / 2**b_z``) and ``hc = q_h(acch)``.
 
-    Timing: ``start`` (loads the biases) + H cycles + 1 cycle with ``done`` = ``H + 2``.
+    Timing: ``start`` (loads the biases) + H cycles + 1 cycle with ``done`` (:meth:`cycles`).
     """
 
     def __init__(self, arch: Arch, fmts: Formats, amap: AddressMap, layer: int):
@@ -36,6 +36,11 @@ class GateCandidate(wiring.Component):
             "hc": Out(data.ArrayLayout(shape_of(fmts.h), H)),
             "sat": Out(1),
         })
+
+    @staticmethod
+    def cycles(arch: Arch) -> int:
+        """Cycles from ``start`` to ``done`` inclusive: ``H + 2``."""
+        return column_cycles(arch.hidden)
 
     def elaborate(self, platform):
         m = Module()
@@ -53,11 +58,12 @@ class GateCandidate(wiring.Component):
         for mac, w, b in ((mz, wz, bz), (mh, wh, bh)):     # both share the broadcast u[i]
             broadcast_columns(m, mac, self.u[i], w, b, bias=fmts.bias, f_acc=f_acc, start=self.start,
                               running=running)
+        gate_rounding = gate_format(arch, fmts).rounding
         sats = []
         for c in range(H):
             q, sat = requantize(mh.acc[c], f_acc, fmts.h)
             m.d.comb += [self.hc[c].eq(q),
-                         self.k[c].eq(gate_code(mz.acc[c], f_acc, arch.gate_bits, fmts.h.rounding))]
+                         self.k[c].eq(gate_code(mz.acc[c], f_acc, arch.gate_bits, gate_rounding))]
             sats.append(sat)
         m.d.comb += self.sat.eq(any_of(sats))
         return m

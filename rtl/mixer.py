@@ -5,7 +5,7 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from spec.arch import Arch, Formats, acc_frac
+from spec.arch import Arch, Formats, acc_frac, gate_format
 from .addrmap import AddressMap
 from .fixed import acc_shape, align_bias, any_of, gate_code, requantize, shape_of
 from .mac import MacLanes
@@ -46,18 +46,23 @@ class ChannelMixer(wiring.Component):
         })
 
     @staticmethod
+    def passes(arch: Arch) -> int:
+        """``P``: passes of H rows over the expansion's ``E`` (mlp) or ``2E`` (glu) rows."""
+        E = arch.mix_width
+        return (2 * E if arch.mix == "glu" else E) // arch.hidden
+
+    @staticmethod
     def cycles(arch: Arch) -> int:
-        """Cycles from ``start`` to ``done`` inclusive."""
-        H, E = arch.hidden, arch.mix_width
-        P = (2 * E if arch.mix == "glu" else E) // H
-        return 1 + P * (H + 1) + E + 1
+        """Cycles from ``start`` to ``done`` inclusive: ``1 + P (H + 1) + E + 1``."""
+        return 1 + ChannelMixer.passes(arch) * (arch.hidden + 1) + arch.mix_width + 1
 
     def elaborate(self, platform):
         m = Module()
         arch, fmts, pre = self.arch, self.fmts, self.prefix
         H, E = arch.hidden, arch.mix_width
         glu = arch.mix == "glu"
-        P = (2 * E if glu else E) // H
+        P = self.passes(arch)
+        gate_rounding = gate_format(arch, fmts).rounding
         f_mix = acc_frac(fmts.act, fmts.w_mix)
         ashape = acc_shape(max(H, E), fmts.act, fmts.w_mix, fmts.bias)
         m.submodules.mac = mac = MacLanes(H, shape_of(fmts.act), shape_of(fmts.w_mix), ashape)
@@ -112,7 +117,7 @@ class ChannelMixer(wiring.Component):
                                 m.d.sync += self.m1[pp * H + c].eq(q)
                             else:
                                 e = (pp - E // H) * H + c
-                                k = gate_code(mac.acc[c], f_mix, arch.gate_bits, fmts.h.rounding)
+                                k = gate_code(mac.acc[c], f_mix, arch.gate_bits, gate_rounding)
                                 q, sat = requantize(self.m1[e] * k, fmts.act.frac + arch.gate_bits, fmts.act)
                                 m.d.sync += self.m1[e].eq(q)
                             sats.append(sat & store & (p == pp))

@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 from spec.arch import Arch, Formats, acc_frac
 from .addrmap import AddressMap
 from .fixed import acc_shape, any_of, requantize, saturate, shape_of
-from .mac import MacLanes, broadcast_columns, column_sequencer
+from .mac import MacLanes, broadcast_columns, column_cycles, column_sequencer
 from .memory import weight_memory
 
 __all__ = ["Readout"]
@@ -21,7 +21,7 @@ class Readout(wiring.Component):
     accumulator is updated in the ``done`` cycle (restarting from 0 when ``first``) and ``acc``
     shows the updated sum in that cycle; ``argmax(acc)`` is the argmax of the time mean.
     With ``readout='last'`` the logits of the last step are the result and ``acc`` is absent.
-    Timing: ``start`` + H cycles + 1 cycle with ``done`` = ``H + 2``.
+    Timing: ``start`` + H cycles + 1 cycle with ``done`` (:meth:`cycles`).
     """
 
     def __init__(self, arch: Arch, fmts: Formats, amap: AddressMap):
@@ -39,6 +39,11 @@ class Readout(wiring.Component):
         if arch.readout == "mean":
             members["acc"] = Out(data.ArrayLayout(shape_of(fmts.logit_acc), C))
         super().__init__(members)
+
+    @staticmethod
+    def cycles(arch: Arch) -> int:
+        """Cycles from ``start`` to ``done`` inclusive: ``H + 2``."""
+        return column_cycles(arch.hidden)
 
     def elaborate(self, platform):
         m = Module()
