@@ -1,11 +1,14 @@
 """``MgradeLayer``: one mGRADE layer (delay-line conv -> minGRU -> channel mixer -> norm)."""
 from __future__ import annotations
 
+import dataclasses
+
 from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spec.arch import Arch, Formats
+from spec.names import LAYER_TRACE_NAMES, layer_trace_names
 from .addrmap import AddressMap
 from .conv import DelayLineConv
 from .fixed import requantize, saturate, shape_of
@@ -13,7 +16,7 @@ from .mingru import GateCandidate, ScUpdate
 from .mixer import ChannelMixer
 from .norm import AffineNorm
 
-__all__ = ["MgradeLayer", "vector_layout", "layer_trace_layout", "layer_cycles"]
+__all__ = ["MgradeLayer", "vector_layout", "layer_trace_layout"]
 
 
 def vector_layout(arch: Arch, fmts: Formats) -> data.StructLayout:
@@ -21,38 +24,44 @@ def vector_layout(arch: Arch, fmts: Formats) -> data.StructLayout:
     return data.StructLayout({"first": 1, "a": data.ArrayLayout(shape_of(fmts.act), arch.hidden)})
 
 
-def layer_trace_layout(arch: Arch, fmts: Formats) -> data.StructLayout:
-    """The per-step values of one layer, named as in ``sim`` traces (``layers.{i}.<name>``)."""
+def _trace_shapes(arch: Arch, fmts: Formats) -> dict[str, data.ArrayLayout]:
+    """The shape of every name of :data:`spec.names.LAYER_TRACE_NAMES` in the RTL."""
     H, E = arch.hidden, arch.mix_width
     act = data.ArrayLayout(shape_of(fmts.act), H)
-    f = {}
-    if arch.taps:
-        f["s"] = data.ArrayLayout(shape_of(fmts.dl), H)
-    f["u"] = act
-    f["k"] = data.ArrayLayout(arch.gate_bits, H)
-    f["hc"] = data.ArrayLayout(shape_of(fmts.h), H)
-    f["h"] = data.ArrayLayout(shape_of(fmts.h), H)
-    f["o"] = act
-    f["r"] = act
-    if arch.mix != "none":
-        f["m1"] = data.ArrayLayout(shape_of(fmts.act), E)
-    f["y"] = act
-    f["a"] = act
-    return data.StructLayout(f)
+    shapes = {"s": data.ArrayLayout(shape_of(fmts.dl), H), "u": act, "k": data.ArrayLayout(arch.gate_bits, H),
+              "hc": data.ArrayLayout(shape_of(fmts.h), H), "h": data.ArrayLayout(shape_of(fmts.h), H),
+              "o": act, "r": act, "m1": data.ArrayLayout(shape_of(fmts.act), E), "y": act, "a": act}
+    assert tuple(shapes) == LAYER_TRACE_NAMES, "a trace name without an RTL shape"
+    return shapes
 
 
-def layer_cycles(arch: Arch) -> int:
-    """Cycles one layer spends on one step, from accepting ``a`` to presenting ``a'``.
+def layer_trace_layout(arch: Arch, fmts: Formats) -> data.StructLayout:
+    """The per-step values of one layer: exactly :func:`spec.names.layer_trace_names` (the names
+    ``sim`` traces as ``layers.{i}.<name>``), in that order."""
+    shapes = _trace_shapes(arch, fmts)
+    return data.StructLayout({n: shapes[n] for n in layer_trace_names(arch)})
 
-    ``1`` (accept) ``+ (K + 2)`` (conv, if K > 0) ``+ (H + 2)`` (projections, incl. the SC update
-    in their done cycle) ``+ 1`` (output/skip) ``+ mixer`` ``+ 1`` (norm); the cycle that
-    presents ``a'`` is the next stage's accept cycle.
-    """
-    H, K = arch.hidden, arch.taps
-    n = 1 + (K + 2 if K else 0) + (H + 2) + 1 + 1
-    if arch.mix != "none":
-        n += ChannelMixer.cycles(arch)
-    return n
+
+@dataclasses.dataclass
+class _Datapath:
+    """The signals of one layer's step, filled in stage by stage by :class:`MgradeLayer`."""
+
+    a_in: Signal                # the accepted input vector
+    first: Signal               # its start-of-sequence flag
+    u: Signal                   # registers of the stage results
+    r: Signal
+    y: Signal
+    a_out: Signal
+    s: Signal | None = None     # combinational values
+    o: Signal | None = None
+    u_next: Signal | None = None
+    r_next: Signal | None = None
+    y_next: Signal | None = None
+    conv: DelayLineConv | None = None
+    proj: GateCandidate | None = None
+    upd: ScUpdate | None = None
+    mix: ChannelMixer | None = None
+    norm: AffineNorm | None = None
 
 
 class MgradeLayer(wiring.Component):
@@ -72,7 +81,8 @@ class MgradeLayer(wiring.Component):
 
     ``i`` and ``o`` are :mod:`amaranth.lib.stream` interfaces carrying :func:`vector_layout`;
     the layer takes the next vector only after ``o`` was accepted. ``trace`` holds every
-    intermediate of the last step (:func:`layer_trace_layout`).
+    intermediate of the last step (:func:`layer_trace_layout`). :meth:`elaborate` builds one
+    stage per method and :meth:`_sequence` runs them; :meth:`cycles` counts its cycles.
     """
 
     def __init__(self, arch: Arch, fmts: Formats, amap: AddressMap, layer: int):
@@ -85,113 +95,153 @@ class MgradeLayer(wiring.Component):
             "trace": Out(layer_trace_layout(arch, fmts)),
         })
 
+    @staticmethod
+    def cycles(arch: Arch) -> int:
+        """Cycles one layer spends on one step, from accepting ``a`` to presenting ``a'``.
+
+        ``1`` (accept) ``+`` conv (if K > 0) ``+`` projections (incl. the SC update in their done
+        cycle) ``+ 1`` (output/skip) ``+`` mixer (if any) ``+ 1`` (norm), each stage's count from
+        its component; the cycle that presents ``a'`` is the next stage's accept cycle.
+        """
+        n = 1 + GateCandidate.cycles(arch) + 1 + 1
+        if arch.taps:
+            n += DelayLineConv.cycles(arch)
+        if arch.mix != "none":
+            n += ChannelMixer.cycles(arch)
+        return n
+
     def elaborate(self, platform):
         m = Module()
-        arch, fmts, amap, L = self.arch, self.fmts, self.amap, self.layer
-        H, fa = arch.hidden, fmts.act.frac
-        tr = self.trace
-        act = data.ArrayLayout(shape_of(fmts.act), H)
-        a_in = Signal(act)
-        first = Signal()
-        u, r, y, a_out = Signal(act), Signal(act), Signal(act), Signal(act)
+        act = data.ArrayLayout(shape_of(self.fmts.act), self.arch.hidden)
+        dp = _Datapath(a_in=Signal(act, name="a_in"), first=Signal(name="first"), u=Signal(act, name="u"),
+                       r=Signal(act, name="r"), y=Signal(act, name="y"), a_out=Signal(act, name="a_out"))
+        self._accept(m, dp)
+        self._conv(m, dp)
+        self._projections(m, dp)
+        self._mixer(m, dp)
+        self._norm(m, dp)
+        self._configuration(m, dp)
+        self._output(m, dp)
+        self._sequence(m, dp)
+        self._trace(m, dp)
+        return m
 
-        # s = q_dl(a)
-        s = Signal(data.ArrayLayout(shape_of(fmts.dl), H))
-        for c in range(H):
-            q, _ = requantize(a_in[c], fa, fmts.dl)
-            m.d.comb += s[c].eq(q)
+    # ---- stages (combinational datapath) -------------------------------------------------------
+    def _accept(self, m: Module, dp: _Datapath) -> None:
+        """``s = q_dl(a)``: the sample pushed into the delay line."""
+        fmts = self.fmts
+        dp.s = Signal(data.ArrayLayout(shape_of(fmts.dl), self.arch.hidden), name="s")
+        for c in range(self.arch.hidden):
+            q, _ = requantize(dp.a_in[c], fmts.act.frac, fmts.dl)
+            m.d.comb += dp.s[c].eq(q)
 
-        if arch.taps:
-            m.submodules.conv = conv = DelayLineConv(arch, fmts, amap, L)
-            m.d.comb += [conv.s.eq(s), conv.first.eq(first)]
-        m.submodules.proj = proj = GateCandidate(arch, fmts, amap, L)
-        m.submodules.update = upd = ScUpdate(arch, fmts)
-        subs = [proj]
-        m.d.comb += [proj.u.eq(u), upd.k.eq(proj.k), upd.hc.eq(proj.hc)]
-        if arch.mix != "none":
-            m.submodules.mix = mix = ChannelMixer(arch, fmts, amap, L)
-            subs.append(mix)
-            m.d.comb += [mix.r.eq(r), tr.m1.eq(mix.m1)]
-        if arch.norm == "affine":
-            m.submodules.norm = norm = AffineNorm(arch, fmts, amap, L)
-            subs.append(norm)
-            m.d.comb += norm.y.eq(y)
-        if arch.taps:
-            subs.append(conv)
-        for sub in subs:
-            m.d.comb += [sub.cfg.addr.eq(self.cfg.addr), sub.cfg.data.eq(self.cfg.data),
-                         sub.cfg.en.eq(self.cfg.en)]
+    def _conv(self, m: Module, dp: _Datapath) -> None:
+        """The delay-line convolution (K > 0); ``u = sat(u0 + a)`` (skip) or ``u0``."""
+        if not self.arch.taps:
+            return
+        m.submodules.conv = dp.conv = DelayLineConv(self.arch, self.fmts, self.amap, self.layer)
+        m.d.comb += [dp.conv.s.eq(dp.s), dp.conv.first.eq(dp.first)]
+        dp.u_next = self._skip_add(m, "u_next", dp.conv.u0, dp.a_in)
 
-        # o = q_act(h) or heaviside(h); r = sat(o + u)
-        o = Signal(act)
-        r_next, u_next, y_next = Signal(act), Signal(act), Signal(act)
-        for c in range(H):
+    def _projections(self, m: Module, dp: _Datapath) -> None:
+        """Gate and candidate projections of ``u``, the SC state update, and the output stage
+        ``o = q_act(h)`` or heaviside(h), ``r = sat(o + u)`` (skip) or ``o``."""
+        arch, fmts = self.arch, self.fmts
+        m.submodules.proj = dp.proj = GateCandidate(arch, fmts, self.amap, self.layer)
+        m.submodules.update = dp.upd = ScUpdate(arch, fmts)
+        m.d.comb += [dp.proj.u.eq(dp.u), dp.upd.k.eq(dp.proj.k), dp.upd.hc.eq(dp.proj.hc)]
+        dp.o = Signal(data.ArrayLayout(shape_of(fmts.act), arch.hidden), name="o")
+        for c in range(arch.hidden):
             if arch.rnn_out == "linear":
-                oc, _ = requantize(upd.h[c], fmts.h.frac, fmts.act)
+                oc, _ = requantize(dp.upd.h[c], fmts.h.frac, fmts.act)
             else:
-                oc = Mux(upd.h[c] > 0, 1 << fa, 0)
-            m.d.comb += o[c].eq(oc)
-            m.d.comb += r_next[c].eq(saturate(o[c] + u[c], fmts.act)[0] if arch.skip else o[c])
-            # u = sat(u0 + a) ; y = sat(m2 + r)
-            if arch.taps:
-                m.d.comb += u_next[c].eq(saturate(conv.u0[c] + a_in[c], fmts.act)[0] if arch.skip
-                                         else conv.u0[c])
-            if arch.mix != "none":
-                m.d.comb += y_next[c].eq(saturate(mix.m2[c] + r[c], fmts.act)[0] if arch.skip
-                                         else mix.m2[c])
+                oc = Mux(dp.upd.h[c] > 0, 1 << fmts.act.frac, 0)
+            m.d.comb += dp.o[c].eq(oc)
+        dp.r_next = self._skip_add(m, "r_next", dp.o, dp.u)
 
+    def _mixer(self, m: Module, dp: _Datapath) -> None:
+        """The channel mixer of ``r`` (mix != 'none'); ``y = sat(m2 + r)`` (skip) or ``m2``."""
+        if self.arch.mix == "none":
+            return
+        m.submodules.mix = dp.mix = ChannelMixer(self.arch, self.fmts, self.amap, self.layer)
+        m.d.comb += dp.mix.r.eq(dp.r)
+        dp.y_next = self._skip_add(m, "y_next", dp.mix.m2, dp.r)
+
+    def _norm(self, m: Module, dp: _Datapath) -> None:
+        """The affine normalisation of ``y`` (norm 'affine')."""
+        if self.arch.norm != "affine":
+            return
+        m.submodules.norm = dp.norm = AffineNorm(self.arch, self.fmts, self.amap, self.layer)
+        m.d.comb += dp.norm.y.eq(dp.y)
+
+    def _skip_add(self, m: Module, name: str, x, skip) -> Signal:
+        """``sat_act(x + skip)`` per channel with the residual connections (arch.skip), else ``x``."""
+        fmts = self.fmts
+        out = Signal(data.ArrayLayout(shape_of(fmts.act), self.arch.hidden), name=name)
+        for c in range(self.arch.hidden):
+            m.d.comb += out[c].eq(saturate(x[c] + skip[c], fmts.act)[0] if self.arch.skip else x[c])
+        return out
+
+    def _configuration(self, m: Module, dp: _Datapath) -> None:
+        """Every block with run-time memories listens to the configuration bus."""
+        for sub in (dp.proj, dp.mix, dp.norm, dp.conv):
+            if sub is not None:
+                m.d.comb += [sub.cfg.addr.eq(self.cfg.addr), sub.cfg.data.eq(self.cfg.data),
+                             sub.cfg.en.eq(self.cfg.en)]
+
+    def _output(self, m: Module, dp: _Datapath) -> None:
+        m.d.comb += [self.o.payload.a.eq(dp.a_out), self.o.payload.first.eq(dp.first)]
+
+    # ---- sequencing --------------------------------------------------------------------------
+    def _sequence(self, m: Module, dp: _Datapath) -> None:
+        """The layer's FSM: accept, then each stage's start/wait, then present ``a'``
+        (:meth:`cycles` counts its cycles)."""
+        arch = self.arch
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.i.ready.eq(1)
                 with m.If(self.i.valid):
-                    m.d.sync += [a_in.eq(self.i.payload.a), first.eq(self.i.payload.first)]
-                    m.d.comb += upd.clear.eq(self.i.payload.first)
+                    m.d.sync += [dp.a_in.eq(self.i.payload.a), dp.first.eq(self.i.payload.first)]
+                    m.d.comb += dp.upd.clear.eq(self.i.payload.first)
                     if arch.taps:
                         m.next = "CONV_GO"
                     else:
-                        m.d.sync += u.eq(self.i.payload.a)
+                        m.d.sync += dp.u.eq(self.i.payload.a)
                         m.next = "PROJ_GO"
             if arch.taps:
-                with m.State("CONV_GO"):
-                    m.d.comb += conv.start.eq(1)
-                    m.next = "CONV_WAIT"
-                with m.State("CONV_WAIT"):
-                    with m.If(conv.done):
-                        m.d.sync += u.eq(u_next)
-                        m.next = "PROJ_GO"
-            with m.State("PROJ_GO"):
-                m.d.comb += proj.start.eq(1)
-                m.next = "PROJ_WAIT"
-            with m.State("PROJ_WAIT"):
-                with m.If(proj.done):
-                    m.d.comb += upd.en.eq(1)
-                    m.next = "ROUT"
+                self._start_and_wait(m, "CONV", dp.conv, "PROJ_GO", dp.u.eq(dp.u_next))
+            self._start_and_wait(m, "PROJ", dp.proj, "ROUT", dp.upd.en.eq(1), domain="comb")
             with m.State("ROUT"):
-                m.d.sync += r.eq(r_next)
+                m.d.sync += dp.r.eq(dp.r_next)
                 if arch.mix != "none":
                     m.next = "MIX_GO"
                 else:
-                    m.d.sync += y.eq(r_next)
+                    m.d.sync += dp.y.eq(dp.r_next)
                     m.next = "NORM"
             if arch.mix != "none":
-                with m.State("MIX_GO"):
-                    m.d.comb += mix.start.eq(1)
-                    m.next = "MIX_WAIT"
-                with m.State("MIX_WAIT"):
-                    with m.If(mix.done):
-                        m.d.sync += y.eq(y_next)
-                        m.next = "NORM"
+                self._start_and_wait(m, "MIX", dp.mix, "NORM", dp.y.eq(dp.y_next))
             with m.State("NORM"):
-                m.d.sync += a_out.eq(norm.a if arch.norm == "affine" else y)
+                m.d.sync += dp.a_out.eq(dp.norm.a if arch.norm == "affine" else dp.y)
                 m.next = "OUT"
             with m.State("OUT"):
                 m.d.comb += self.o.valid.eq(1)
                 with m.If(self.o.ready):
                     m.next = "IDLE"
-        m.d.comb += [self.o.payload.a.eq(a_out), self.o.payload.first.eq(first)]
 
-        if arch.taps:
-            m.d.comb += tr.s.eq(s)
-        m.d.comb += [tr.u.eq(u), tr.k.eq(proj.k), tr.hc.eq(proj.hc), tr.h.eq(upd.h), tr.o.eq(o),
-                     tr.r.eq(r), tr.y.eq(y), tr.a.eq(a_out)]
-        return m
+    @staticmethod
+    def _start_and_wait(m: Module, stage: str, block, then: str, on_done, *, domain: str = "sync") -> None:
+        """States ``{stage}_GO`` (pulse ``block.start``) and ``{stage}_WAIT`` (until ``block.done``;
+        then ``on_done`` in ``domain`` and go to ``then``)."""
+        with m.State(f"{stage}_GO"):
+            m.d.comb += block.start.eq(1)
+            m.next = f"{stage}_WAIT"
+        with m.State(f"{stage}_WAIT"):
+            with m.If(block.done):
+                m.d[domain] += on_done
+                m.next = then
+
+    def _trace(self, m: Module, dp: _Datapath) -> None:
+        """The trace port: every value of :func:`layer_trace_layout`, by name."""
+        values = {"s": dp.s, "u": dp.u, "k": dp.proj.k, "hc": dp.proj.hc, "h": dp.upd.h, "o": dp.o, "r": dp.r,
+                  "m1": dp.mix.m1 if dp.mix else None, "y": dp.y, "a": dp.a_out}
+        m.d.comb += [self.trace[n].eq(values[n]) for n in layer_trace_names(self.arch)]

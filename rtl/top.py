@@ -24,9 +24,10 @@ from amaranth.lib.wiring import In, Out
 
 from spec.arch import Arch, Formats
 from .addrmap import AddressMap
-from .encoder import EmbeddingEncoder, LinearEncoder, token_bits
+from .encoder import EmbeddingEncoder, LinearEncoder, encoder_class, token_bits
 from .fixed import shape_of
-from .layer import MgradeLayer, layer_cycles, layer_trace_layout
+from .layer import MgradeLayer, layer_trace_layout
+from .mixer import ChannelMixer
 from .readout import Readout
 
 __all__ = ["MgradeTop", "cycles_per_step", "cycles_formula", "cycles_closed_form", "input_layout", "output_layout",
@@ -61,10 +62,11 @@ def cycles_per_step(arch: Arch) -> int:
     """Clock cycles of one time step, from accepting a sample to the cycle its result is accepted
     (with ``o.ready`` high); the next sample is accepted in the following cycle.
 
-    See :func:`cycles_formula` for the closed form.
+    The sum of the stages' own counts: ``1`` (accept) ``+`` encoder ``+ L x`` layer ``+ 1`` (take
+    the last layer's ``a``) ``+`` readout ``+ 1`` (present the result). See :func:`cycles_formula`
+    for the closed form.
     """
-    enc = arch.d_in + 2 if arch.encoder == "linear" else 2
-    return 1 + enc + arch.layers * layer_cycles(arch) + 1 + (arch.hidden + 2) + 1
+    return 1 + encoder_class(arch).cycles(arch) + arch.layers * MgradeLayer.cycles(arch) + 1 + Readout.cycles(arch) + 1
 
 
 def cycles_formula() -> str:
@@ -79,15 +81,13 @@ def cycles_formula() -> str:
 
 
 def cycles_closed_form(arch: Arch) -> int:
-    """:func:`cycles_formula` evaluated (tests check it equals :func:`cycles_per_step`)."""
+    """:func:`cycles_formula` evaluated: the README's closed form, written out independently of the
+    components' :meth:`cycles` on purpose (tests check it equals :func:`cycles_per_step`); only the
+    mixer's pass count ``P`` is the mixer's own (:meth:`rtl.mixer.ChannelMixer.passes`)."""
     H, E = arch.hidden, arch.mix_width
     enc = arch.d_in + 2 if arch.encoder == "linear" else 2
     kp = arch.taps + 2 if arch.taps else 0
-    if arch.mix == "none":
-        M = 0
-    else:
-        P = (2 * E if arch.mix == "glu" else E) // H
-        M = P * (H + 1) + E + 2
+    M = 0 if arch.mix == "none" else ChannelMixer.passes(arch) * (H + 1) + E + 2
     return enc + H + 5 + arch.layers * (kp + H + 5 + M)
 
 
