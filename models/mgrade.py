@@ -37,11 +37,11 @@ from spec.arch import Arch, Formats, TensorSpec, tensor_specs
 from spec.fixedpoint import quantize_real
 
 from sim import Network, Result
-from sim.mingru import state_sequence
 from spec.bundle import Bundle
 
+from . import kernels
 from .quant import fq_act, fq_gate, fq_weight, heaviside
-from .scan import linear_scan, linear_scan_sequential
+from .scan import linear_scan_sequential
 
 __all__ = ["MGRADE", "MGRADELayer", "DelayConv", "MinGRU", "ChannelNorm", "Mixer", "seq_mask",
            "BUNDLE_PARAMETERS", "BundleParameter", "parameter_path"]
@@ -219,8 +219,9 @@ class MinGRU(nn.Module):
     """minGRU with a linear, signed candidate: gate and candidate depend on the input only.
 
     ``z_t = gate(Wz u_t + bz)``, ``hc_t = Wh u_t + bh``, ``h_t = (1 - z_t) h_{t-1} + z_t hc_t``.
-    Training uses the parallel scan (:func:`models.scan.linear_scan`); ``sequential=True`` runs the
-    same recurrence one step at a time.
+    Training uses :func:`models.kernels.linear_recurrence` (a fused Triton kernel on CUDA, the
+    parallel scan :func:`models.scan.linear_scan` elsewhere); ``sequential=True`` runs the same
+    recurrence one step at a time.
 
     Hardware-aware mode with ``exact_state`` (the default): the chip rounds ``h`` at every step
     (:func:`sim.mingru.state_update`), which leaves a dead band of up to ``2**(b_z-1)/k``
@@ -249,15 +250,14 @@ class MinGRU(nn.Module):
 
     def forward(self, u: torch.Tensor, q: _Q, sequential: bool = False) -> torch.Tensor:
         z, hc = self.gate_and_candidate(u, q)
-        scan = linear_scan_sequential if sequential else linear_scan
+        scan = linear_scan_sequential if sequential else kernels.linear_recurrence
         h = scan(1.0 - z, z * hc)              # h_t = (1 - z_t) h_{t-1} + z_t hc_t
         if q.on and self.exact_state:
             fh, bz = q.fmts.h, q.gate_bits
             k = torch.round(z.detach() * 2.0 ** bz).long()
             hc_codes = torch.round(hc.detach() * 2.0 ** fh.frac).long()
-            with torch.no_grad():                # (B, T, H) codes; the engine steps the leading axis
-                states = state_sequence(torch.zeros_like(hc_codes[:, 0]), k.movedim(1, 0), hc_codes.movedim(1, 0),
-                                        b_z=bz, fmt_h=fh).movedim(0, 1)
+            with torch.no_grad():                # (B, T, H) codes: sim.mingru.state_sequence or its kernel
+                states = kernels.sc_state_sequence(k, hc_codes, bz, fh)
             h_chip = states.to(h.dtype) * 2.0 ** -fh.frac
             return h + (h_chip - h).detach()
         return q.a(h, "h")
