@@ -47,9 +47,9 @@ def _fake_chunk(args):
         offset = 0
     if name == "listops_stream" and offset == 0:   # sequences 0 and 1 identical: reported, not a failure
         prints[0] = f"{name}:1"
-    return {"name": name, "seqs": n, "steps": 10 * n, "cycles": 100 * n, "wall": 1.0, "bit_exact": True,
-            "mismatch": None, "offset": offset, "prints": prints, "correct": n // 2, "bundle": "b", "data": "d",
-            "t0": 0.0, "t1": 1.0}
+    from testbenches.regress import ChunkResult
+    return ChunkResult(name=name, seqs=n, steps=10 * n, cycles=100 * n, wall=1.0, bit_exact=True, mismatch=None,
+                       offset=offset, prints=prints, correct=n // 2, bundle="b", data="d", t0=0.0, t1=1.0)
 
 
 def test_regress_totals_and_exit_status(monkeypatch, tmp_path, capsys):
