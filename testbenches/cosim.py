@@ -29,7 +29,8 @@ from . import layouts
 from .build import (BUILD, REPO, TOP, build_cocotb, build_harness, ensure_path, run_cocotb_test, verilog_feeder,
                     verilog_for)
 
-__all__ = ["Expected", "expected", "run_cocotb", "run_harness", "localise", "CosimResult", "build_stream"]
+__all__ = ["Expected", "expected", "run_cocotb", "run_harness", "localise", "CosimResult", "build_stream",
+           "cfg_words"]
 
 
 @dataclasses.dataclass
@@ -101,8 +102,11 @@ def _inputs(bundle: Bundle, xs: list[np.ndarray]):
     return layouts.pack_ints(lay, {"first": first, "token": tok}), lay
 
 
-def _cfg_payloads(bundle: Bundle, amap: AddressMap) -> tuple[np.ndarray, np.ndarray]:
-    return amap.writes(bundle.tensors)
+def cfg_words(amap: AddressMap, tensors) -> list[int]:
+    """The ``cfg`` stream payloads (:func:`rtl.top.cfg_layout`) that write ``tensors``: every
+    configuration word is packed here, by the same packer as the input samples."""
+    addrs, datas = amap.writes(tensors)
+    return layouts.pack_ints(cfg_layout(amap), {"addr": addrs, "data": datas})
 
 
 def run_cocotb(bundle: Bundle, xs: list[np.ndarray], exp: Expected | None = None, *,
@@ -141,7 +145,7 @@ def run_cocotb(bundle: Bundle, xs: list[np.ndarray], exp: Expected | None = None
     from .feeder import MAX_STEPS
     tb0 = time.time()
     amap = AddressMap(arch, fmts)
-    addrs, datas = _cfg_payloads(bundle, amap)
+    cfg = cfg_words(amap, bundle.tensors)
     bdir, top = build_stream(arch, fmts, probe=probe, log=log)
     build_wall = time.time() - tb0
     base = Path(workdir or tempfile.mkdtemp(prefix="cosim-", dir=_runs_dir()))
@@ -162,8 +166,7 @@ def run_cocotb(bundle: Bundle, xs: list[np.ndarray], exp: Expected | None = None
     for g, idx in enumerate(groups):
         wd = base / f"run{g}" if len(groups) > 1 else base
         r = _run_group(bundle, [xs[b] for b in idx], [exp.logits[b] for b in idx],
-                       None if exp.acc is None else [exp.acc[b] for b in idx], addrs, datas, amap,
-                       bdir, top, probe, wd)
+                       None if exp.acc is None else [exp.acc[b] for b in idx], cfg, bdir, top, probe, wd)
         for k in tot:
             tot[k] += r[k]
         finals += r["finals"]
@@ -197,7 +200,7 @@ def build_stream(arch, fmts, *, probe: bool = False, log=print) -> tuple[Path, s
     return build_cocotb(vfile, top=TB_TOP, extra=(tb,), timing=True, log=log), TB_TOP
 
 
-def _run_group(bundle, xs, exp_logits, exp_acc, addrs, datas, amap, bdir, top, probe, workdir) -> dict:
+def _run_group(bundle, xs, exp_logits, exp_acc, cfg_vals, bdir, top, probe, workdir) -> dict:
     arch, fmts = bundle.arch, bundle.formats
     ins, _ = _inputs(bundle, xs)
     lens = np.array([len(x) for x in xs])
@@ -206,18 +209,17 @@ def _run_group(bundle, xs, exp_logits, exp_acc, addrs, datas, amap, bdir, top, p
     of["__width__"] = layouts.nbits(output_layout(arch, fmts))
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    meta = {"out_fields": of, "n_classes": arch.n_classes, "addr_width": amap.addr_width,
-            "max_steps": int(ends[-1]), "probe": probe, "dir": str(workdir)}
+    meta = {"out_fields": of, "n_classes": arch.n_classes, "max_steps": int(ends[-1]), "probe": probe,
+            "dir": str(workdir)}
     job, result = workdir / "job.npz", workdir / "result.npz"
     arrays = {"meta": np.frombuffer(json.dumps(meta).encode(), np.uint8),
               "seq_start": np.concatenate([[0], ends[:-1]]), "seq_end": ends,
               "exp_logits": np.concatenate(exp_logits)}
     if exp_acc is not None:
         arrays["exp_acc"] = np.concatenate(exp_acc)
-    cfg_vals = [(int(d) << amap.addr_width) | int(a) for a, d in zip(addrs.tolist(), datas.tolist())]
-    if probe:
+    if probe:                               # wide payloads travel as decimal text
         arrays.update({"inputs_txt": np.frombuffer(" ".join(map(str, ins)).encode(), np.uint8),
-                       "cfg_addr": addrs.astype(np.int64), "cfg_data": datas.astype(np.int64)})
+                       "cfg_txt": np.frombuffer(" ".join(map(str, cfg_vals)).encode(), np.uint8)})
         plusargs, testcase = [], "stream_job"
     else:                                   # the feeder reads these with $readmemh
         (workdir / "cfg.hex").write_text("\n".join(format(v, "x") for v in cfg_vals) + "\n")
@@ -274,10 +276,8 @@ def run_harness(bundle: Bundle, xs: list[np.ndarray], *, trace_steps: tuple[int,
     vfile = verilog_for(arch, fmts, trace=with_trace, log=log)
     exe = build_harness(vfile, waves=waves, trace_port=with_trace, log=log)
     amap = AddressMap(arch, fmts)
-    addrs, datas = amap.writes(bundle.tensors)
-    cl = cfg_layout(amap)
-    cfg_vals = [(int(d) << amap.addr_width) | int(a) for a, d in zip(addrs.tolist(), datas.tolist())]
-    cfgw = _words(cfg_vals, layouts.nbits(cl))
+    cfg_vals = cfg_words(amap, bundle.tensors)
+    cfgw = _words(cfg_vals, layouts.nbits(cfg_layout(amap)))
     ins, il = _inputs(bundle, xs)
     inw = _words(ins, layouts.nbits(il))
     ol = output_layout(arch, fmts)
@@ -317,11 +317,12 @@ def localise(bundle: Bundle, x: np.ndarray, step: int, *, window: int = 2, out_d
 
     Re-runs sequence ``x`` up to ``step + 1`` in the C++ harness built with the trace port and FST
     tracing, compares every layer's intermediates of every step with ``sim``'s trace in the order
-    the hardware computes them (``enc``, then per layer ``s u k hc h o r m1 y a``, then the logits),
+    the hardware computes them (:func:`spec.names.trace_names`: ``enc``, then per layer
+    :func:`spec.names.layer_trace_names`, then the logits),
     and returns ``{"step", "tensor", "layer", "channel", "rtl", "sim", "fst"}``. ``rtl_bundle``
     (tests of this machinery): load these weights into the RTL instead of ``bundle``'s.
     """
-    from sim import trace_names
+    from spec.names import trace_names
     last = min(len(x), step + 1)
     xs = [np.asarray(x)[:last]]
     _, res = expected(bundle, xs, trace=True)
@@ -331,14 +332,9 @@ def localise(bundle: Bundle, x: np.ndarray, step: int, *, window: int = 2, out_d
     lo = max(0, step - window)
     h = run_harness(rtl_bundle or bundle, xs, trace_steps=(0, last), fst_steps=(lo, last), fst_path=fst, log=log)
     tr = h["trace"]
-    order = ["enc"]
-    for i in range(bundle.arch.layers):
-        for k in ("s", "u", "k", "hc", "h", "o", "r", "m1", "y", "a"):
-            order.append(f"layers.{i}.{k}")
+    order = [k for k in trace_names(bundle.arch) if k != "step_logits"]     # the logits come last, below
     for t in range(last):
         for key in order:
-            if key not in tr or key not in res.trace:
-                continue
             got, exp = tr[key][t], res.trace[key][0, t]
             bad = np.flatnonzero(got != exp)
             if len(bad):

@@ -48,12 +48,14 @@ def _decode(values, fields: dict, n_classes: int) -> dict[str, np.ndarray]:
     return out
 
 
-async def _configure(dut, addrs, datas, addr_width):
+async def _configure(dut, words: list[int]):
+    """One configuration write per cycle; ``words`` are packed ``cfg`` payloads
+    (:func:`testbenches.cosim.cfg_words`)."""
     re = RisingEdge(dut.clk)
     pay, val = dut.cfg__payload, dut.cfg__valid
     val.value = 1
-    for a, d in zip(addrs.tolist(), datas.tolist()):
-        pay.value = (d << addr_width) | a
+    for w in words:
+        pay.value = w
         await re
     val.value = 0
     await re
@@ -117,7 +119,7 @@ async def stream_job(dut):
     await RisingEdge(dut.clk)
 
     t_cfg = time.perf_counter()
-    await _configure(dut, job["cfg_addr"], job["cfg_data"], meta["addr_width"])
+    await _configure(dut, [int(s) for s in bytes(job["cfg_txt"]).decode().split()])
     t_cfg = time.perf_counter() - t_cfg
 
     inputs = [int(v) for v in meta["inputs"]] if "inputs" in meta else None
