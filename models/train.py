@@ -97,6 +97,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     g.add_argument("--out", required=True, help="run folder (checkpoints, metrics.json)")
     g.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    g.add_argument("--init", default=None, metavar="CKPT",
+                   help="start from another run's weights (a checkpoint such as RUN/float.pt): transfer "
+                        "learning; tensors whose name or shape differ (the decoder of a task with other "
+                        "classes) keep their fresh initialisation")
     g.add_argument("--export", default=None, help="write the weight bundle here at the end")
     g.add_argument("--no-sim", action="store_true", help="skip the sim/ accuracy at the end")
     g.add_argument("--no-progress", action="store_true")
@@ -379,11 +383,31 @@ def start_run(args: argparse.Namespace) -> tuple[Run, MGRADE]:
     arch, fmts = build_arch(args, data.info), Formats()
     sigma0 = args.sigma0 if args.sigma0 is not None else max(args.sigma_end, args.d_max / (2 * max(args.taps, 1)))
     model = MGRADE(arch, fmts, interp=args.interp, sigma=sigma0).to(device)
+    if args.init:
+        init_from(model, Path(args.init), device)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"[train] {arch}\n[train] {n_params} parameters; chip memory {memory_footprint(arch, fmts)}")
     run = Run(args, out, device, data, arch, fmts, n_params, sigma0,
               class_weights(args, data.train, data.info.n_classes, device), t_start)
     return run, model
+
+
+def init_from(model: MGRADE, path: Path, device) -> None:
+    """Load every tensor of checkpoint ``path`` whose name and shape match ``model``'s (transfer
+    learning: a network pre-trained on one task, fine-tuned on another with other classes)."""
+    if not path.is_file():
+        raise SystemExit(f"--init {path}: no such checkpoint (give a .pt written by models.train, e.g. RUN/float.pt)")
+    ck = torch.load(path, map_location=device, weights_only=False)
+    src = ck.get("model", ck) if isinstance(ck, dict) else None
+    if not isinstance(src, dict):
+        raise SystemExit(f"--init {path}: not a models.train checkpoint (no 'model' state dict)")
+    own = model.state_dict()
+    take = {k: v for k, v in src.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
+    if not take:
+        raise SystemExit(f"--init {path}: no tensor matches this model's names and shapes (another architecture?)")
+    model.load_state_dict(take, strict=False)
+    fresh = sorted(set(own) - set(take))
+    print(f"[train] init from {path}: {len(take)} tensors loaded; fresh: {', '.join(fresh) or 'none'}")
 
 
 @torch.no_grad()
