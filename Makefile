@@ -15,6 +15,7 @@ JOBS   ?= $(shell nproc)
 
 help:
 	@echo "make sim TEST=<stream>   co-simulate RTL vs sim/ (make sim TEST=list shows the streams)"
+	@echo "      ... BUNDLE=f.npz   with your own exported weight bundle (make regress STREAMS=... BUNDLE=f.npz too)"
 	@echo "make test                install what is missing, run the test suite"
 	@echo "make regress             long RTL-vs-model regressions (many clips)"
 	@echo "make bench               throughput of sim/, PyTorch and the RTL"
@@ -35,11 +36,14 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -x -m "not rtl and not notebooks"
 
+BUNDLE ?=
+BUNDLE_ARG = $(if $(BUNDLE),--bundle $(BUNDLE))
+
 sim: $(STAMP)
-	$(PY) -m testbenches.run $(TEST)
+	$(PY) -m testbenches.run $(TEST) $(BUNDLE_ARG)
 
 regress: $(STAMP)
-	$(PY) -m testbenches.regress
+	$(PY) -m testbenches.regress $(BUNDLE_ARG) $(if $(STREAMS),--streams $(STREAMS))
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run

@@ -21,10 +21,12 @@ from typing import NamedTuple
 
 import numpy as np
 
+from spec.bundle import BundleError
+
 from .build import REPO
 from .streams import STREAMS
 
-DEFAULT_N = {"gsc_stream": 100, "listops_stream": 100, "text_stream": 20, "image_stream": 20,
+DEFAULT_N = {"gsc_stream": 100, "asc_stream": 100, "listops_stream": 100, "text_stream": 20, "image_stream": 20,
              "pathfinder_stream": 20, "retrieval_stream": 20}
 
 
@@ -36,6 +38,7 @@ class ChunkJob(NamedTuple):
     pool: int
     small: bool
     root: str | None
+    bundle: str | None = None       # a user's bundle (--bundle) instead of the stream's shipped one
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -146,7 +149,8 @@ def _chunk(job: ChunkJob) -> ChunkResult:
     from .streams import make_case
     ensure_path()
     t0 = time.time()
-    case = make_case(job.name, n_seqs=job.n, small=job.small, root=job.root, offset=job.offset, pool=job.pool)
+    case = make_case(job.name, n_seqs=job.n, small=job.small, root=job.root, offset=job.offset, pool=job.pool,
+                     bundle_path=job.bundle)
     r = run_cocotb(case.bundle, case.xs, log=lambda *a: None)
     preds = [int(np.argmax(l)) for l in r.logits]
     # content fingerprints: duplicates inside the data itself (the chunks' slices of the pool are disjoint)
@@ -161,20 +165,24 @@ def _parse(argv) -> tuple[argparse.Namespace, dict[str, int], list[str]]:
     """The options, the sequences asked per stream (exits 2 on a bad ``--n``) and the selected
     stream names (unchecked)."""
     ap = argparse.ArgumentParser(prog="python -m testbenches.regress", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--streams", default=",".join(STREAMS))
+    ap.add_argument("--streams", default=None, help="comma-separated stream names (default: all)")
     ap.add_argument("--n", action="append", default=[], help="stream=N sequences (repeatable)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--small", action="store_true", help="small random architectures (H=8)")
     ap.add_argument("--root", default=None, help="data root (default: shared archive, else fixture)")
     ap.add_argument("--json", default=str(REPO / "results" / "regress.json"), help="per-chunk results file")
+    ap.add_argument("--bundle", default=None,
+                    help="run this weight bundle (.npz) instead of the shipped ones; name its stream(s) with --streams")
     args = ap.parse_args(argv)
+    if args.bundle and args.streams is None:
+        ap.error("--bundle needs --streams: name the stream(s) of the bundle's task, e.g. --streams gsc_stream")
     counts = {name: DEFAULT_N.get(name, 10) for name in STREAMS}
     for spec in args.n:
         k, _, v = spec.partition("=")
         if k not in STREAMS or not v.isdigit() or int(v) < 1:
             ap.error(f"--n {spec!r}: expected STREAM=N with N >= 1 and STREAM one of {', '.join(STREAMS)}")
         counts[k] = int(v)
-    return args, counts, [s for s in args.streams.split(",") if s]
+    return args, counts, [s for s in (args.streams or ",".join(STREAMS)).split(",") if s]
 
 
 def _prepare(names: list[str], counts: dict[str, int], args) -> None:
@@ -185,7 +193,7 @@ def _prepare(names: list[str], counts: dict[str, int], args) -> None:
     ensure_path()
     for name in names:
         n = counts[name]
-        case = make_case(name, n_seqs=1, small=args.small, root=args.root, pool=n)
+        case = make_case(name, n_seqs=1, small=args.small, root=args.root, pool=n, bundle_path=args.bundle)
         if case.pool_size < n:    # e.g. the committed fixture of a task whose archive is not here
             print(f"{name}: {case.data_source} holds {case.pool_size} sequences, not {n}: running {case.pool_size}",
                   flush=True)
@@ -199,7 +207,8 @@ def _split(names: list[str], counts: dict[str, int], args) -> list[ChunkJob]:
     for name in names:
         n = counts[name]
         per = max(1, -(-n // args.jobs))
-        jobs += [ChunkJob(name, off, min(per, n - off), n, args.small, args.root) for off in range(0, n, per)]
+        jobs += [ChunkJob(name, off, min(per, n - off), n, args.small, args.root, args.bundle)
+                 for off in range(0, n, per)]
     return jobs
 
 
@@ -234,7 +243,11 @@ def main(argv=None) -> int:
     if bad:
         print(f"unknown stream(s) {bad}; valid: {list(STREAMS)}", file=sys.stderr)
         return 2
-    _prepare(names, counts, args)
+    try:
+        _prepare(names, counts, args)
+    except (BundleError, ValueError) as e:      # a bundle that does not load or does not fit
+        print(f"regress: {e}", file=sys.stderr)
+        return 2
     jobs = _split(names, counts, args)
     t0 = time.time()
     results = _run(jobs, args.jobs)

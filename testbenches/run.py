@@ -8,7 +8,8 @@ and exits with status 1. ``python -m testbenches.run list`` lists the tests.
 
 Options: ``--seqs N`` sequences (default: 1 clip for gsc_stream and asc_stream, 3 otherwise), ``--steps N``
 cut every sequence to N steps, ``--offset K`` start at example K, ``--small`` a small random
-architecture (H = 8) instead of the task's own, ``--root fixture`` the committed fixture data.
+architecture (H = 8) instead of the task's own, ``--root fixture`` the committed fixture data, ``--bundle FILE.npz`` a user's own exported bundle
+(``make sim TEST=... BUNDLE=FILE.npz``; refused, with what differs, if it does not fit the stream's task).
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import sys
 import time
 
 import numpy as np
+
+from spec.bundle import BundleError
 
 from .streams import STREAMS
 
@@ -36,6 +39,7 @@ def main(argv=None) -> int:
     ap.add_argument("--small", action="store_true")
     ap.add_argument("--root", default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--bundle", default=None, help="run this weight bundle (.npz) instead of the stream's shipped one")
     args = ap.parse_args(argv)
     if args.test not in STREAMS:
         if args.test != "list":
@@ -50,8 +54,12 @@ def main(argv=None) -> int:
     from rtl.top import cycles_per_step
     t0 = time.time()
     n = args.seqs or (1 if args.test in ("gsc_stream", "asc_stream") else 3)
-    case = make_case(args.test, n_seqs=n, max_steps=args.steps, small=args.small, root=args.root,
-                     seed=args.seed, offset=args.offset)
+    try:
+        case = make_case(args.test, n_seqs=n, max_steps=args.steps, small=args.small, root=args.root,
+                         seed=args.seed, offset=args.offset, bundle_path=args.bundle)
+    except (BundleError, ValueError) as e:
+        print(f"[{args.test}] {e}", file=sys.stderr)
+        return 2
     arch = case.bundle.arch
     print(f"[{args.test}] {len(case.xs)} sequence(s) of {case.data_source}, "
           f"{sum(len(x) for x in case.xs)} steps; {case.bundle_source}")

@@ -26,10 +26,10 @@ import numpy as np
 
 from data.tasks import load_split, task_info, to_codes
 from spec.arch import Arch, Formats
-from spec.bundle import Bundle, BundleError, load_bundle, random_bundle
+from spec.bundle import Bundle, load_bundle, random_bundle
 from .build import REPO
 
-__all__ = ["STREAMS", "StreamCase", "make_case", "small_arch"]
+__all__ = ["STREAMS", "StreamCase", "make_case", "small_arch", "bundle_misfit"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,13 +106,18 @@ def _load(task: str, limit: int | None, root):
 
 
 def make_case(name: str, *, n_seqs: int = 1, max_steps: int | None = None, small: bool = False,
-              root=None, seed: int = 0, offset: int = 0, pool: int | None = None) -> StreamCase:
+              root=None, seed: int = 0, offset: int = 0, pool: int | None = None,
+              bundle_path=None) -> StreamCase:
     """Sequences ``offset .. offset + n_seqs`` of a pool of ``pool`` test sequences, each cut to ``max_steps``.
 
     The pool is the loaders' ``limit`` subset (deterministic, drawn from every class; generated
     tasks generate just that many). Chunks of one regression must share ``pool`` (default
     ``offset + n_seqs``) so that their slices are disjoint: two different limits draw different
     subsets, which overlap.
+
+    The network: ``bundle_path`` (a user's exported bundle), else the stream's shipped bundle, else
+    (no shipped bundle yet, or ``small``) a random one of the task's shape, labelled as such. A
+    bundle that fails to load or does not fit the task is an error, never replaced.
     """
     if name not in STREAMS:
         raise KeyError(name)
@@ -122,24 +127,7 @@ def make_case(name: str, *, n_seqs: int = 1, max_steps: int | None = None, small
         raise ValueError(f"make_case: need 0 <= offset < pool and n_seqs >= 1 (offset {offset}, pool {pool}, n_seqs {n_seqs})")
     split, source = _load(sd.task, pool, root)
     info = task_info(split)
-    bundle, bsrc = None, None
-    path = REPO / "models" / "bundles" / sd.bundle
-    if not small and path.exists():
-        try:
-            b = load_bundle(path)
-            if (b.arch.d_in, b.arch.n_classes, b.arch.encoder) == (info.d_in, info.n_classes, info.encoder) \
-                    or (info.kind == "audio" and b.arch.encoder == "linear"):
-                bundle, bsrc = b, f"trained bundle {path.relative_to(REPO)}"
-        except BundleError as e:
-            bsrc = f"(could not load {path.name}: {e}) "
-    if bundle is None:
-        if small:
-            arch = small_arch(name, info.d_in, info.n_classes, info.encoder)
-        else:
-            arch = Arch(d_in=info.d_in, n_classes=info.n_classes, hidden=sd.hidden, layers=2, taps=8,
-                        d_max=sd.d_max, encoder=info.encoder)
-        bundle = random_bundle(arch, Formats(), seed=seed)
-        bsrc = (bsrc or "") + f"random bundle (no trained {sd.bundle}; seed {seed})"
+    bundle, bsrc = _bundle(name, sd, info, bundle_path, small, seed)
     frame = bundle.arch.d_in if info.kind == "audio" else 1
     available = min(pool, len(split))
     if offset >= available:
@@ -152,3 +140,47 @@ def make_case(name: str, *, n_seqs: int = 1, max_steps: int | None = None, small
         n = int(n) if max_steps is None else min(int(n), max_steps)
         xs.append(np.ascontiguousarray(x[b, :n]))
     return StreamCase(name, bundle, bsrc, xs, split.y[idx], list(split.classes), source, available)
+
+
+def bundle_misfit(bundle: Bundle, info, kind: str) -> list[str]:
+    """What keeps ``bundle`` from running this task's stream (empty: it fits).
+
+    Audio is framed by the bundle itself (``d_in`` samples per step, linear encoder); every other
+    task needs the same input width and encoder. The class count must match."""
+    a, out = bundle.arch, []
+    if kind == "audio":
+        if a.encoder != "linear":
+            out.append(f"encoder {a.encoder} (audio needs 'linear')")
+    else:
+        if a.encoder != info.encoder:
+            out.append(f"encoder {a.encoder} (task: {info.encoder})")
+        if a.d_in != info.d_in:
+            out.append(f"d_in {a.d_in} (task: {info.d_in})")
+    if a.n_classes != info.n_classes:
+        out.append(f"n_classes {a.n_classes} (task: {info.n_classes})")
+    return out
+
+
+def _describe(bundle: Bundle, where: str) -> str:
+    acc = bundle.meta.get("accuracy") or {}
+    rec = f", recorded sim/ accuracy {acc['sim']:.4f} on {acc.get('n_test', '?')} {acc.get('split', 'test')} " \
+          f"examples" if isinstance(acc.get("sim"), (int, float)) else ", no recorded accuracy"
+    return f"bundle {where}{rec}"
+
+
+def _bundle(name: str, sd: StreamDef, info, bundle_path, small: bool, seed: int) -> tuple[Bundle, str]:
+    """The network of a stream case and a line that names it (see :func:`make_case`)."""
+    path = Path(bundle_path) if bundle_path is not None else REPO / "models" / "bundles" / sd.bundle
+    if bundle_path is not None or (not small and path.exists()):
+        b = load_bundle(path)                  # a BundleError names the file and the problem
+        misfit = bundle_misfit(b, info, info.kind)
+        if misfit:
+            raise ValueError(f"{path}: this bundle does not fit {name} (task {sd.task}): " + "; ".join(misfit))
+        where = path.relative_to(REPO) if path.resolve().is_relative_to(REPO) else path
+        return b, _describe(b, str(where))
+    if small:
+        arch = small_arch(name, info.d_in, info.n_classes, info.encoder)
+    else:
+        arch = Arch(d_in=info.d_in, n_classes=info.n_classes, hidden=sd.hidden, layers=2, taps=8,
+                    d_max=sd.d_max, encoder=info.encoder)
+    return random_bundle(arch, Formats(), seed=seed), f"random bundle (no trained {sd.bundle}; seed {seed})"

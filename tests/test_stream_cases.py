@@ -36,10 +36,10 @@ def test_bad_slice_is_refused():
     assert "gsc_stream" in STREAMS
 
 
-def _fake_chunk(args):
+def _fake_chunk(job):
     """Stands in for a cocotb run: sequence k of a stream has fingerprint k; image chunks after the
     first fail; text chunks all repeat the first sequences; ListOps holds a duplicated sequence."""
-    name, offset, n, pool, small, root = args
+    name, offset, n = job.name, job.offset, job.n
     if name == "image_stream" and offset > 0:
         raise RuntimeError("simulated chunk failure")
     prints = [f"{name}:{k}" for k in range(offset, offset + n)]
@@ -82,3 +82,50 @@ def test_regress_refuses_bad_counts(bad, capsys):
     with pytest.raises(SystemExit) as e:
         regress.main(["--n", bad])
     assert e.value.code == 2 and "expected STREAM=N" in capsys.readouterr().err
+
+
+def test_user_bundle_runs_and_is_named(tmp_path):
+    """make sim/regress BUNDLE=...: a fitting bundle is used as given, and the summary names it with its accuracy."""
+    from spec import Arch, random_bundle
+    from spec.bundle import save_bundle
+    b = random_bundle(Arch(d_in=16, n_classes=10, hidden=8, layers=1, taps=2, d_max=7, encoder="embedding"), seed=4)
+    b.meta["accuracy"] = {"sim": 0.5, "n_test": 4, "split": "test"}
+    path = save_bundle(b, tmp_path / "mine.npz")
+    case = make_case("listops_stream", n_seqs=1, root="fixture", max_steps=50, bundle_path=path)
+    assert case.bundle.arch == b.arch
+    assert str(path) in case.bundle_source and "0.5000 on 4 test" in case.bundle_source
+
+
+def test_user_bundle_that_does_not_fit_is_refused(tmp_path):
+    from spec import Arch, random_bundle
+    from spec.bundle import save_bundle
+    b = random_bundle(Arch(d_in=16, n_classes=7, hidden=8, layers=1, taps=2, d_max=7, encoder="linear"), seed=4)
+    path = save_bundle(b, tmp_path / "other.npz")
+    with pytest.raises(ValueError, match=r"does not fit listops_stream.*encoder linear \(task: embedding\)"
+                                         r".*n_classes 7 \(task: 10\)"):
+        make_case("listops_stream", n_seqs=1, root="fixture", bundle_path=path)
+
+
+def test_bundle_that_fails_to_load_is_an_error_not_random(tmp_path):
+    from spec.bundle import BundleError
+    bad = tmp_path / "broken.npz"
+    bad.write_bytes(b"not a zip file")
+    with pytest.raises(BundleError):
+        make_case("gsc_stream", n_seqs=1, root="fixture", bundle_path=bad)
+
+
+def test_run_cli_refuses_a_misfit_bundle_with_status_2(tmp_path, capsys):
+    from spec import Arch, random_bundle
+    from spec.bundle import save_bundle
+    from testbenches.run import main
+    path = save_bundle(random_bundle(Arch(d_in=1, n_classes=3, hidden=8, layers=1, taps=2, d_max=7), seed=1),
+                       tmp_path / "three.npz")
+    assert main(["gsc_stream", "--root", "fixture", "--bundle", str(path)]) == 2
+    assert "n_classes 3 (task: 12)" in capsys.readouterr().err
+
+
+def test_regress_bundle_needs_streams(capsys):
+    from testbenches.regress import main
+    with pytest.raises(SystemExit) as e:
+        main(["--bundle", "x.npz"])
+    assert e.value.code == 2 and "--bundle needs --streams" in capsys.readouterr().err
