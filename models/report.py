@@ -38,14 +38,19 @@ def _data(meta: dict) -> str:
     return f"{tr.get('n', '?')} train / {te.get('n', '?')} test; {src}{'; ' + rule if rule else ''}"
 
 
+def _framed(bundle, meta: dict) -> bool:
+    """Audio fed ``d_in`` samples per step (``--frame``), not one."""
+    return bundle.arch.encoder == "linear" and meta.get("train_args", {}).get("frame", 1) > 1
+
+
 def command(meta: dict, path: Path) -> str:
     a = meta.get("train_args", {})
     if not a:
         return "-"
     flags = ["--task", a["task"]]
-    for k in ("epochs", "qat_epochs", "hidden", "layers", "taps", "d_max", "batch_size", "bucket", "lr", "wd",
-              "label_smoothing", "time_budget", "seed"):
-        if k in a and a[k] not in (None, 0, 0.0) or k in ("taps", "seed"):
+    for k in ("frame", "epochs", "qat_epochs", "hidden", "layers", "taps", "d_max", "batch_size", "bucket", "lr",
+              "wd", "label_smoothing", "time_budget", "seed", "init"):
+        if k in a and a[k] not in (None, 0, 0.0) and not (k == "frame" and a[k] == 1) or k in ("taps", "seed"):
             flags += [f"--{k.replace('_', '-')}", str(a.get(k))]
     for k in ("augment", "no_skip"):
         if a.get(k):
@@ -70,7 +75,7 @@ def rows(paths) -> list[dict]:
         out.append({"path": p, "task": m.get("task", "?"), "data": _data(m), "float": _pct(acc.get("float")),
                     "qat": _pct(acc.get("qat")), "sim": _pct(acc.get("sim")), "n": acc.get("n_test", "-"),
                     "paper": PAPER.get(m.get("task"), "-"), "arch": f"H={b.arch.hidden} L={b.arch.layers} "
-                    f"K={b.arch.taps} D={b.arch.d_max}",
+                    f"K={b.arch.taps} D={b.arch.d_max}" + (f" frame {b.arch.d_in}" if _framed(b, m) else ""),
                     "bytes": {k[:-5]: v // 8 for k, v in mem.items()}, "cmd": command(m, p)})
     return out
 
