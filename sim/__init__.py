@@ -12,15 +12,17 @@
 
     from sim import Reference, deviation                # float64 reference; distance of the fixed point
 
-Modules: ``network`` (Network, Result, State, trace/saturation names), ``mingru`` (gate code, SC
-state update, comparator), ``delayline`` (ring buffers and the sparse convolution), ``quant``
-(counted requantisation, exact float64 BLAS), ``noise`` (non-idealities), ``reference``.
+Modules: ``network`` (Network, Result, State: the one integer engine, for NumPy and torch arrays),
+``mingru`` (gate code, SC state update, comparator), ``delayline`` (ring buffers and the sparse
+convolution), ``quant`` (array namespaces, counted requantisation, exact float64 GEMM), ``noise``
+(non-idealities), ``reference``; trace and saturation names come from :mod:`spec.names`.
 """
 from spec.names import LAYER_TRACE_NAMES, saturation_names, trace_names
 
 from .network import Network, Result, State, work_dtype
-from .noise import (ChargeInjection, Chip, Comparator, Leakage, Mismatch, NoiseModel, ReferenceLevels,
-                    Thermal)
+from .noise import ChargeInjection, Chip, Comparator, Leakage, Mismatch, NoiseModel, ReferenceLevels, Thermal
 from .reference import Reference, ReferenceResult, deviation, float_params
 
-__all__ = [n for n in dir() if not n.startswith("_")]
+__all__ = ["LAYER_TRACE_NAMES", "saturation_names", "trace_names", "Network", "Result", "State", "work_dtype",
+           "ChargeInjection", "Chip", "Comparator", "Leakage", "Mismatch", "NoiseModel", "ReferenceLevels", "Thermal",
+           "Reference", "ReferenceResult", "deviation", "float_params"]

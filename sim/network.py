@@ -63,12 +63,15 @@ class Result:
     step_logits: (B, T, C) int64 ``logit`` codes of every step.
     saturations: counts per tensor name (see :func:`saturation_names`).
     trace:       None, or every intermediate, (B, T, .) int64, keys :func:`trace_names`.
+
+    The arrays are of the input's kind: NumPy arrays for NumPy input, torch tensors on the input's
+    device for torch input.
     """
 
-    logits: np.ndarray
-    step_logits: np.ndarray
+    logits: Any
+    step_logits: Any
     saturations: dict[str, int]
-    trace: dict[str, np.ndarray] | None = None
+    trace: dict[str, Any] | None = None
 
     @property
     def predictions(self) -> Any:
@@ -85,7 +88,8 @@ class State:
                  ``tau`` at ``[..., tau % d_max]`` (the last d_max samples); empty when taps = 0.
     h:           per layer, (B, H) minGRU state codes (``formats.h``).
                  (``lines`` and ``h`` are in the network's work dtype ``Network.wdt``: int32 when every
-                 intermediate fits, else int64.)
+                 intermediate fits, else int64; like ``acc``, they are arrays of the namespace and
+                 device the state was made for: NumPy, or torch with ``init_state(..., like=tensor)``.)
     acc:         (B, C) int64 the logit accumulator: running saturating sum (``logit_acc``
                  codes, readout 'mean') or the latest step's logits (``logit`` codes, 'last').
     saturations: counts so far, per tensor name.
@@ -93,9 +97,9 @@ class State:
     """
 
     t: int
-    lines: list[np.ndarray]
-    h: list[np.ndarray]
-    acc: np.ndarray
+    lines: list[Any]
+    h: list[Any]
+    acc: Any
     saturations: dict[str, int]
     streams: dict[tuple[int, str], np.random.Generator] | None = None
 
