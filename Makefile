@@ -1,6 +1,6 @@
 # mGRADE-HW co-simulation. The two commands a user needs:
 #   make sim TEST=gsc_stream   RTL vs bit-accurate model on a real stream, in Verilator
-#   make test                  the whole test suite (fixed-point, sim, models, RTL regression, notebooks)
+#   make test                  ruff, then the whole test suite (fixed-point, sim, models, RTL regression, notebooks)
 SHELL := /bin/bash
 PY_SYS ?= python3
 VENV   := .venv
@@ -11,12 +11,13 @@ export PYTHONDONTWRITEBYTECODE := 1
 TEST   ?=
 JOBS   ?= $(shell nproc)
 
-.PHONY: help venv test test-fast sim regress bench report notebooks clean
+.PHONY: help venv test test-fast lint sim regress bench report notebooks clean
 
 help:
 	@echo "make sim TEST=<stream>   co-simulate RTL vs sim/ (make sim TEST=list shows the streams)"
 	@echo "      ... BUNDLE=f.npz   with your own exported weight bundle (make regress STREAMS=... BUNDLE=f.npz too)"
-	@echo "make test                install what is missing, run the test suite"
+	@echo "make test                install what is missing, lint (ruff), run the test suite"
+	@echo "make lint                ruff check (configured in pyproject.toml)"
 	@echo "make regress             long RTL-vs-model regressions (many clips)"
 	@echo "make bench               throughput of sim/, PyTorch and the RTL"
 	@echo "make report              Yosys synthesis report per component"
@@ -31,10 +32,14 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -n $(JOBS) --dist loadgroup -q
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -x -m "not rtl and not notebooks"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 BUNDLE ?=
 BUNDLE_ARG = $(if $(BUNDLE),--bundle $(BUNDLE))

@@ -8,8 +8,8 @@ import numpy as np
 
 from .cosim import compare
 
-__all__ = ["farads", "plot_noise_grid", "plot_noise_panel", "plot_capacitor", "plot_default", "plot_precision", "plot_cosim",
-           "STM32N6_SRAM_BYTES", "REPO_CONFIG_PARAMS", "FOOTPRINT_NOTE"]
+__all__ = ["farads", "plot_noise_grid", "plot_noise_panel", "plot_capacitor", "plot_default", "plot_precision",
+           "plot_cosim", "STM32N6_SRAM_BYTES", "REPO_CONFIG_PARAMS", "FOOTPRINT_NOTE"]
 
 #: STM32N6 (STM32N657) on-chip SRAM: 4.2 MB (papers.md 1.2, perf.md 3.3), taken as 4.2e6 bytes.
 STM32N6_SRAM_BYTES = 4.2e6
@@ -71,7 +71,7 @@ def plot_noise_grid(results: Mapping, refs: Mapping | None = None, title: str = 
     res = list(results.values())
     nrows = int(np.ceil(len(res) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.3 * nrows), sharey=True, squeeze=False)
-    for ax, r in zip(axes.flat, res):
+    for ax, r in zip(axes.flat, res, strict=False):
         plot_noise_panel(ax, r, refs, tol)
     for ax in list(axes.flat)[len(res):]:
         ax.axis("off")
@@ -112,7 +112,7 @@ def plot_default(results_by_task: Mapping, refs_by_task: Mapping | None = None, 
     default: bars = mean over seeds, error bars = std, dots = every seed; reference lines per task."""
     items = list(results_by_task.items())
     fig, axes = plt.subplots(1, len(items), figsize=(5.2 * len(items), 3.6), sharey=True, squeeze=False)
-    for ax, (task, r) in zip(axes[0], items):
+    for ax, (task, r) in zip(axes[0], items, strict=True):
         xs = np.arange(len(r.configs))
         ax.bar(xs, r.mean, yerr=r.std, color=[_C["tol"] if c == "all" else _C["mean"] for c in r.configs],
                alpha=0.75, capsize=3, label=f"mean +- std ({len(r.seeds)} seeds)")
@@ -136,7 +136,7 @@ def plot_precision(results: Mapping, refs: Mapping | None = None, task: str = ""
     fig, axes = plt.subplots(1, len(res), figsize=(4.0 * len(res), 3.6), sharey=True, squeeze=False)
     axes = axes[0]
     twins = []
-    for ax, r in zip(axes, res):
+    for ax, r in zip(axes, res, strict=True):
         ax.plot(r.bits, r.acc, "o-", color=_C["mean"], lw=1.6, ms=4, label="accuracy (noise-free sim)")
         ax.axvline(r.default_bits, color="0.6", lw=1, ls="-.", label="default width")
         _refs(ax, r.exact, refs, tol=0.01)

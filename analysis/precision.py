@@ -103,7 +103,8 @@ def calibrate(bundle: Bundle, data: EvalData, n: int = 4, headroom: int = 1) -> 
     out: dict[str, int] = {}
     for s in tensor_specs(bundle.arch):
         if s.role != "delay":
-            out[s.role] = max(out.get(s.role, 0), int(np.abs(np.asarray(bundle.tensors[s.name], np.int64)).max(initial=0)))
+            peak = int(np.abs(np.asarray(bundle.tensors[s.name], np.int64)).max(initial=0))
+            out[s.role] = max(out.get(s.role, 0), peak)
     net = Network(bundle)
     hmax = dmax = 0
     for i in range(min(n, len(data))):
@@ -216,7 +217,7 @@ def run_precision(bundle: Bundle, data: EvalData, knobs: Sequence[Knob] | None =
     exact = res[0]["accuracy"]
     out = {}
     for kb in knobs:
-        rows = [(t.tag[1], r["accuracy"]) for t, r in zip(tasks, res) if t.tag[0] == kb.name]
+        rows = [(t.tag[1], r["accuracy"]) for t, r in zip(tasks, res, strict=True) if t.tag[0] == kb.name]
         bits = np.array([b for b, _ in rows])
         out[kb.name] = PrecisionResult(
             kb, bits, np.array([a for _, a in rows]), np.array([meta[(kb.name, b)][0] for b in bits]),

@@ -27,8 +27,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from sim.noise import (ChargeInjection, Comparator, Leakage, Mismatch, NoiseModel, ReferenceLevels,
-                       Thermal)
+from sim.noise import ChargeInjection, Comparator, Leakage, Mismatch, NoiseModel, ReferenceLevels, Thermal
 
 from .cache import Cache, bundle_digest, code_digest, key_of
 from .data import EvalData
@@ -105,7 +104,7 @@ def run_tasks(tasks: Sequence[Task], data: EvalData, *, batch: int = 64, cache: 
         keys.append(task_key(digests[id(t.bundle)], data, t.noise, t.seed, batch))
     results: dict[str, dict] = {}
     todo: dict[str, Task] = {}
-    for k, t in zip(keys, tasks):
+    for k, t in zip(keys, tasks, strict=True):
         if k in results or k in todo:
             continue
         hit = cache.get(k)
@@ -326,7 +325,7 @@ def run_sweeps(bundle, data: EvalData, sweeps: Sequence[Sweep] | None = None, se
     for sw in sweeps:
         acc = np.zeros((len(sw.values), len(seeds)))
         ncached = 0
-        for t, r in zip(tasks, res):
+        for t, r in zip(tasks, res, strict=True):
             if t.tag[0] == sw.name:
                 acc[t.tag[1], t.tag[2]] = r["accuracy"]
                 ncached += bool(r.get("cached"))
@@ -401,7 +400,7 @@ def run_default(bundle, data: EvalData, seeds: Sequence[int] = (0, 1), *, batch:
     res = run_tasks(tasks, data, batch=batch, cache=cache, workers=workers, progress=progress,
                     desc=f"default noise {data.task}")
     acc = np.zeros((len(models), len(seeds)))
-    for t, r in zip(tasks[1:], res[1:]):
+    for t, r in zip(tasks[1:], res[1:], strict=True):
         acc[t.tag] = r["accuracy"]
     return DefaultResult(tuple(models), seeds, acc, res[0]["accuracy"], len(data),
                          {k: _magnitudes(nm, bundle) for k, nm in models.items()})

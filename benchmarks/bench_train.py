@@ -134,7 +134,8 @@ def check_linear_recurrence(device, shapes=((3, 1000, 64), (2, 77, 20), (1, 5, 1
         ref = linear_scan_sequential(*refs)
         gk = torch.autograd.grad((h * w).sum(), leaves)
         gr = torch.autograd.grad((ref * w.double()).sum(), refs)
-        errs = {"h": _rel(h, ref.detach())} | {f"grad_{n}": _rel(x, y) for n, x, y in zip("a b h0".split(), gk, gr)}
+        errs = {"h": _rel(h, ref.detach())}
+        errs |= {f"grad_{n}": _rel(x, y) for n, x, y in zip(("a", "b", "h0"), gk, gr, strict=True)}
         out[f"{B}x{T}x{H}"] = errs
     tiny = [torch.rand(2, 9, 5, device=device, dtype=torch.float64, generator=g).requires_grad_(),
             torch.randn(2, 9, 5, device=device, dtype=torch.float64, generator=g).requires_grad_(),
@@ -269,7 +270,8 @@ def _cases(args, device) -> list[tuple[str, str, str]]:
     """(phase, path, variant) to time: OLD and NEW of both phases in fp32, then the float variants."""
     out = [("float", "old", "fp32"), ("float", "new", "fp32")]
     if device.type == "cuda":
-        out += [("float", "new", v) for v in {"tf32": ["tf32"], "bf16": ["bf16"], "all": ["tf32", "bf16"]}.get(args.amp, [])]
+        amp = {"tf32": ["tf32"], "bf16": ["bf16"], "all": ["tf32", "bf16"]}.get(args.amp, [])
+        out += [("float", "new", v) for v in amp]
         if args.compile:
             out.append(("float", "new", "compile"))
     return out + [("hw", "old", "fp32"), ("hw", "new", "fp32")]

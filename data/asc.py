@@ -185,7 +185,7 @@ def read_manifest(path: Path) -> dict[str, dict[str, str]]:
         cols = line.split("\t")
         if len(cols) != len(_MANIFEST_COLS):
             raise DataError(f"{path}:{i}: expected {len(_MANIFEST_COLS)} tab-separated fields, got {len(cols)}")
-        row = dict(zip(_MANIFEST_COLS, cols))
+        row = dict(zip(_MANIFEST_COLS, cols, strict=True))
         if row["file"] in out:
             raise DataError(f"{path}:{i}: {row['file']} listed twice")
         out[row["file"]] = row

@@ -19,7 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .core import DataError, holdout_mask, Dataset, cached_dataset, class_counts, limit_index, require_dir, tree_fingerprint
+from .core import (
+    DataError,
+    Dataset,
+    cached_dataset,
+    class_counts,
+    holdout_mask,
+    limit_index,
+    require_dir,
+    tree_fingerprint,
+)
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 CITATION = ("A. Krizhevsky, 'Learning Multiple Layers of Features from Tiny Images', 2009; "
@@ -123,7 +132,7 @@ def _load_cifar_py(root: Path, split: str, gray: bool, limit, source_note) -> Da
     parts = [_read_py_batch(root / f) for f in files]
     rgb = np.concatenate([p[0] for p in parts])
     y = np.concatenate([p[1] for p in parts])
-    ids = [f"{f}:{i}" for f, p in zip(files, parts) for i in range(len(p[1]))]
+    ids = [f"{f}:{i}" for f, p in zip(files, parts, strict=True) for i in range(len(p[1]))]
     if split != "test":
         n_train = int(round(len(y) * 0.9))
         sl = slice(0, n_train) if split == "train" else slice(n_train, None)
@@ -163,7 +172,7 @@ def load_cifar10(root: Path | str, split: str = "train", gray: bool = True, val_
     rel, y = list_cifar(root, "test" if split == "test" else "train")
     if split != "test":
         keep = holdout_mask(y, val_pct, split)
-        rel = [r for r, k in zip(rel, keep) if k]
+        rel = [r for r, k in zip(rel, keep, strict=True) if k]
         y = y[keep]
     sel = limit_index(len(rel), limit)
     rel = [rel[i] for i in sel]

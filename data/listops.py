@@ -295,7 +295,7 @@ def _make_dataset(seqs, y, ids, source, split, limit, max_len, check_labels) -> 
         raise DataError(f"{ids[too_long[0]]}: {lengths[too_long[0]]} tokens, more than max_len={max_len} "
                         f"({len(too_long)} such examples); nothing is truncated: raise max_len or pass None")
     if check_labels:
-        for s, lab, i in zip(seqs, y, ids):
+        for s, lab, i in zip(seqs, y, ids, strict=True):
             v = evaluate_tokens(s)
             if v != lab:
                 raise DataError(f"{i}: bad label {lab}: the expression evaluates to {v}")

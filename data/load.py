@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .core import FIXTURES, REPO_ROOT, DataError, Dataset, shared_archive, unpack_archive
 from . import asc, image, listops, pathfinder, speech, text
+from .core import FIXTURES, REPO_ROOT, DataError, Dataset, shared_archive, unpack_archive
 
 SHARED = {
     "gsc12": "gsc_v2_kws12_test1000.tar.gz",

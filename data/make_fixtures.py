@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .asc import TOP as ASC_TOP, asc_speaker
+from .asc import TOP as ASC_TOP
+from .asc import asc_speaker
 from .core import FIXTURES, shared_archive, unpack_archive
 from .listops import generate_listops_files
 from .pathfinder import DIFFICULTIES, generate_pathfinder, write_pathfinder_files
@@ -42,7 +43,7 @@ def make_gsc12(per_class: int = 2):
     rows = read_kws12_labels(src / "y_labels_original.csv")
     taken: dict[int, int] = {}
     keep = []
-    for line, (rel, label, _) in zip(lines, rows):
+    for line, (rel, label, _) in zip(lines, rows, strict=True):
         if taken.get(label, 0) < per_class:
             taken[label] = taken.get(label, 0) + 1
             keep.append(line)

@@ -45,7 +45,8 @@ DIFFICULTIES = {"easy": ("curv_baseline", 6), "intermediate": ("curv_contour_len
 CLASSES = ["disconnected", "connected"]
 CITATION = ("J. Kim, D. Linsley, K. Thakkar, T. Serre, 'Disentangling neural mechanisms for perceptual "
             "grouping', ICLR 2020; LRA: Y. Tay et al., 'Long Range Arena', ICLR 2021")
-LAYOUT = """  <root>/<curv_baseline|curv_contour_length_9|curv_contour_length_14>/imgs/<n>/sample_<k>.png  (32x32, mode L)
+LAYOUT = """\
+  <root>/<curv_baseline|curv_contour_length_9|curv_contour_length_14>/imgs/<n>/sample_<k>.png  (32x32, mode L)
   <root>/<...>/metadata/<n>.npy  (text lines 'imgs/<n> sample_<k>.png <k> <label 0/1> ...')"""
 SS = 4  # supersampling factor of the renderer
 
@@ -334,7 +335,7 @@ def write_pathfinder_files(root: Path | str, imgs: np.ndarray, labels: np.ndarra
     base = Path(root) / DIFFICULTIES[difficulty][0]
     (base / "metadata").mkdir(parents=True, exist_ok=True)
     lines: dict[int, list[str]] = {}
-    for k, (img, lab) in enumerate(zip(imgs, labels)):
+    for k, (img, lab) in enumerate(zip(imgs, labels, strict=True)):
         b, j = divmod(k, per_folder)
         d = base / "imgs" / str(b)
         d.mkdir(parents=True, exist_ok=True)

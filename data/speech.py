@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .core import (DataError, Dataset, cached_dataset, class_counts, limit_index, require_dir,
-                   tree_fingerprint)
+from .core import DataError, Dataset, cached_dataset, class_counts, limit_index, require_dir, tree_fingerprint
 from .wav import read_wav
 
 SAMPLE_RATE = 16000
@@ -41,7 +40,8 @@ GSC_LAYOUT = """  <root>/<word>/<speaker>_nohash_<k>.wav   (16 kHz, 16-bit mono 
   <root>/validation_list.txt, <root>/testing_list.txt   (lines '<word>/<file>.wav')
   <root>/_background_noise_/                            (ignored)"""
 
-KWS12_LAYOUT = """  <root>/mlperf_tiny_kws_test/y_labels_original.csv   (lines 'tst_NNNNNN_<Word>_<label>.bin, 12, <label>')
+KWS12_LAYOUT = """\
+  <root>/mlperf_tiny_kws_test/y_labels_original.csv   (lines 'tst_NNNNNN_<Word>_<label>.bin, 12, <label>')
   <root>/mlperf_tiny_kws_test/<class>/tst_NNNNNN.wav   (class in down go left no off on right stop up yes
                                                         _silence_ _unknown_; 16 kHz 16-bit mono, 16000 samples)"""
 
@@ -330,7 +330,7 @@ def split_kws12(ds: Dataset, val_pct: float = 10.0, test_pct: float = 10.0, spea
     """
     n = len(ds)
     speakers = ds.meta.get("speakers") or [None] * n
-    speakers = [s if s else speaker_id(i) for s, i in zip(speakers, ds.ids)]
+    speakers = [s if s else speaker_id(i) for s, i in zip(speakers, ds.ids, strict=True)]
     assign = np.empty(n, dtype=object)
     if speaker_disjoint:
         silence = ds.classes.index("_silence_") if "_silence_" in ds.classes else -1

@@ -20,8 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .core import (DataError, holdout_mask, Dataset, cached_dataset, class_counts, limit_index, require_dir,
-                   tree_fingerprint)
+from .core import (
+    DataError,
+    Dataset,
+    cached_dataset,
+    class_counts,
+    holdout_mask,
+    limit_index,
+    require_dir,
+    tree_fingerprint,
+)
 
 PAD = 0
 VOCAB_SIZE = 257
@@ -36,7 +44,8 @@ AAN_CITATION = ("D. Radev et al., 'The ACL Anthology Network Corpus', Language R
 IMDB_LAYOUT = """  <root>/aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt   (or <root> = the aclImdb folder itself)
   ratings: neg 1..4, pos 7..10"""
 
-AAN_LAYOUT = """  <root>/new_aan_pairs.train.tsv, new_aan_pairs.eval.tsv, new_aan_pairs.test.tsv   (LRA lra_release/tsv_data)
+AAN_LAYOUT = """\
+  <root>/new_aan_pairs.train.tsv, new_aan_pairs.eval.tsv, new_aan_pairs.test.tsv   (LRA lra_release/tsv_data)
   each line, no header: <label 0/1><TAB><id1><TAB><id2><TAB><text1><TAB><text2>"""
 
 _REVIEW_RE = re.compile(r"^(\d+)_(\d+)\.txt$")
@@ -127,7 +136,7 @@ def load_imdb(root: Path | str, split: str = "train", max_len: int | None = LRA_
     rel, y = list_imdb(root, src_split)
     if src_split == "train" and val == "holdout":
         keep = holdout_mask(y, val_pct, split)
-        rel = [r for r, k in zip(rel, keep) if k]
+        rel = [r for r, k in zip(rel, keep, strict=True) if k]
         y = y[keep]
     sel = limit_index(len(rel), limit)
     rel = [rel[i] for i in sel]

@@ -7,7 +7,7 @@
 * :mod:`models.export`: ``bundle_from_model``, ``model_from_bundle``, ``python -m models.export``.
 * :mod:`models.train`: ``python -m models.train --task ...``.
 """
-from .mgrade import MGRADE
 from .export import bundle_from_model, model_from_bundle
+from .mgrade import MGRADE
 
 __all__ = ["MGRADE", "bundle_from_model", "model_from_bundle"]

@@ -33,11 +33,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from spec.arch import Arch, Formats, TensorSpec, tensor_specs
-from spec.fixedpoint import quantize_real
-
 from sim import Network, Result
+from spec.arch import Arch, Formats, TensorSpec, tensor_specs
 from spec.bundle import Bundle
+from spec.fixedpoint import quantize_real
 
 from . import kernels
 from .quant import fq_act, fq_gate, fq_weight, heaviside
@@ -418,7 +417,7 @@ class MGRADE(nn.Module):
         return {"arch": self.arch.to_json(), "formats": self.formats.to_json(), "interp": self.interp}
 
     def convs(self):
-        return [l.conv for l in self.layers if l.conv is not None]
+        return [layer.conv for layer in self.layers if layer.conv is not None]
 
     def set_sigma(self, sigma: float) -> None:
         for c in self.convs():
@@ -433,12 +432,12 @@ class MGRADE(nn.Module):
         """
         if formats is not None:
             self.formats = formats
-        for l in self.layers:
-            if l.norm is not None:
-                l.norm.fold()
-            if l.conv is not None:
-                l.conv.harden()
-                l.conv.pos.requires_grad_(train_delays)
+        for layer in self.layers:
+            if layer.norm is not None:
+                layer.norm.fold()
+            if layer.conv is not None:
+                layer.conv.harden()
+                layer.conv.pos.requires_grad_(train_delays)
         self.qat.fill_(True)
         return self
 

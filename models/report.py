@@ -68,7 +68,7 @@ def rows(paths) -> list[dict]:
         try:
             b = load_bundle(p)
         except BundleError as e:
-            raise SystemExit(f"error: {e}")
+            raise SystemExit(f"error: {e}") from e
         m = b.meta or {}
         acc = m.get("accuracy", {})
         mem = memory_footprint(b.arch, b.formats)

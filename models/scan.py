@@ -73,7 +73,7 @@ def linear_scan_sequential(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | 
     a_t, b_t = a.unbind(dim), b.unbind(dim)
     h = torch.zeros_like(b_t[0]) if h0 is None else h0
     out = []
-    for at, bt in zip(a_t, b_t):
+    for at, bt in zip(a_t, b_t, strict=True):
         h = at * h + bt
         out.append(h)
     return torch.stack(out, dim=dim)

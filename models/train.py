@@ -14,6 +14,10 @@
   model's exact integer path, which equals ``sim/``) and ``sim/`` accuracy on the test split, in
   ``OUT/metrics.json``; ``--export`` writes the weight bundle.
 
+``--formats PRESET|FILE.json`` picks the chip's formats (:mod:`spec.presets`: ``mgrade-hw``, the
+default, or ``minimalist``, which also fixes the arch flags MINIMALIST dictates and refuses a
+conflicting one); the bundle records them and ``meta['formats_preset']``.
+
 A checkpoint ``OUT/last.pt`` is written after every epoch (``OUT/float.pt`` at the end of the
 float phase); ``--resume`` continues from ``OUT/last.pt``.
 """
@@ -36,8 +40,10 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from data.tasks import TASKS, Split, TaskInfo, batches, load_split, task_info
-from spec.arch import Arch, Formats, memory_footprint
+from spec.arch import Arch, ArchError, Formats, memory_footprint
 from spec.bundle import Bundle, save_bundle
+from spec.presets import PRESETS
+from spec.presets import resolve as resolve_preset
 
 from .export import bundle_from_model, evaluate_sim, git_commit
 from .mgrade import MGRADE
@@ -69,6 +75,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--readout", default="mean", choices=("mean", "last"))
     g.add_argument("--gate-bits", type=int, default=6)
     g.add_argument("--interp", default="gauss", choices=("gauss", "linear"))
+    g.add_argument("--formats", default="mgrade-hw", metavar="PRESET|FILE.json",
+                   help=f"the chip's fixed-point formats: a preset of spec.presets ({', '.join(PRESETS)}; a "
+                        "preset may also fix arch flags, e.g. minimalist: no skip/mix/conv/norm, heaviside) or "
+                        "a JSON file with a bundle header's 'formats' object")
     g = ap.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=10, help="float-phase epochs")
     g.add_argument("--qat-epochs", type=int, default=2, help="hardware-aware epochs")
@@ -104,7 +114,48 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--export", default=None, help="write the weight bundle here at the end")
     g.add_argument("--no-sim", action="store_true", help="skip the sim/ accuracy at the end")
     g.add_argument("--no-progress", action="store_true")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    apply_formats_arg(ap, args, argv)
+    return args
+
+
+#: Arch fields the command line sets, and the flag (dest) of each; ``skip`` is ``not --no-skip``.
+ARCH_FLAGS = {"hidden": "hidden", "layers": "layers", "taps": "taps", "d_max": "d_max", "expand": "expand",
+              "mix": "mix", "norm": "norm", "skip": "no_skip", "rnn_out": "rnn_out", "readout": "readout",
+              "gate_bits": "gate_bits"}
+
+
+def _given(ap: argparse.ArgumentParser, argv) -> set[str]:
+    """The dests the command line sets explicitly (parsed again with every default suppressed)."""
+    saved = [(a, a.default) for a in ap._actions]
+    try:
+        for a, _ in saved:
+            a.default = argparse.SUPPRESS
+        return set(vars(ap.parse_args(argv)))
+    finally:
+        for a, d in saved:
+            a.default = d
+
+
+def apply_formats_arg(ap: argparse.ArgumentParser, args: argparse.Namespace, argv) -> None:
+    """Resolve ``--formats``; set the arch flags its preset fixes (so that ``args`` describes the
+    network trained), refusing an explicit flag that the preset fixes otherwise."""
+    try:
+        preset = resolve_preset(args.formats)
+    except ArchError as e:
+        ap.error(str(e))
+    given = _given(ap, argv)
+    explicit = {f: (not args.no_skip if f == "skip" else getattr(args, d)) for f, d in ARCH_FLAGS.items()
+                if d in given}
+    bad = preset.conflicts(explicit)
+    if bad:
+        flags = ", ".join(f"--{ARCH_FLAGS[k].replace('_', '-')} ({k}={v[0]!r}; {preset.name!r} needs {v[1]!r})"
+                          for k, v in bad.items())
+        ap.error(f"--formats {args.formats} fixes {', '.join(f'{k}={v!r}' for k, v in preset.arch.items())}; "
+                 f"conflicting flag(s): {flags}. Drop them or choose other formats")
+    for f, v in preset.arch.items():
+        if f in ARCH_FLAGS:
+            setattr(args, ARCH_FLAGS[f], (not v) if f == "skip" else v)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,7 +227,7 @@ def augment_audio(x: torch.Tensor, gen: torch.Generator, max_shift: int = 1600) 
     shifts = torch.randint(-max_shift, max_shift + 1, (B,), generator=gen).tolist()
     gains = (0.6 + 0.8 * torch.rand(B, generator=gen)).tolist()
     n = T * Fr
-    for i, (s, g) in enumerate(zip(shifts, gains)):
+    for i, (s, g) in enumerate(zip(shifts, gains, strict=True)):
         if s >= 0:
             out[i, s:] = flat[i, :n - s] * g
         else:
@@ -270,6 +321,7 @@ class Run:
     sigma0: float               # initial Gaussian width of the delay kernels (steps)
     class_w: torch.Tensor | None  # per-class loss weights (--class-weights), else None
     t_start: float              # time.time() at the start
+    preset: str = "mgrade-hw"   # name of the formats preset (``file:PATH`` for a JSON file)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -380,15 +432,21 @@ def start_run(args: argparse.Namespace) -> tuple[Run, MGRADE]:
     data = load_data(args)
     print(f"[train] task {args.task}: {len(data.train)} train, {len(data.test)} test"
           + (f", {len(data.val)} {args.val_split}" if data.val is not None else "") + f"; device {device}")
-    arch, fmts = build_arch(args, data.info), Formats()
-    sigma0 = args.sigma0 if args.sigma0 is not None else max(args.sigma_end, args.d_max / (2 * max(args.taps, 1)))
+    preset = resolve_preset(args.formats)
+    try:
+        arch, fmts = preset.apply(build_arch(args, data.info)), preset.formats
+    except ArchError as e:
+        raise SystemExit(f"--formats {args.formats}: {e}") from None
+    sigma0 = args.sigma0 if args.sigma0 is not None else max(args.sigma_end, arch.d_max / (2 * max(arch.taps, 1)))
     model = MGRADE(arch, fmts, interp=args.interp, sigma=sigma0).to(device)
     if args.init:
         init_from(model, Path(args.init), device)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"[train] {arch}\n[train] {n_params} parameters; chip memory {memory_footprint(arch, fmts)}")
+    print(f"[train] {arch}\n[train] formats {preset.name}: "
+          + ", ".join(f"{k} {getattr(fmts, k).name}" for k in ("w_rnn", "bias", "h", "act"))
+          + f"\n[train] {n_params} parameters; chip memory {memory_footprint(arch, fmts)}")
     run = Run(args, out, device, data, arch, fmts, n_params, sigma0,
-              class_weights(args, data.train, data.info.n_classes, device), t_start)
+              class_weights(args, data.train, data.info.n_classes, device), t_start, preset.name)
     return run, model
 
 
@@ -626,7 +684,8 @@ def measure_final(run: Run, state: TrainState) -> MGRADE:
 def make_bundle(run: Run, state: TrainState, qmodel: MGRADE, commit: str | None) -> Bundle:
     """The weight bundle of the quantised model (moved to the CPU), with the run's meta."""
     meta = {"task": run.args.task, "data": run.data.meta, "metrics": state.metrics, "train_args": vars(run.args),
-            "input": run.input_meta(), "formats": run.fmts.to_json(), "git_commit": commit,
+            "input": run.input_meta(), "formats": run.fmts.to_json(), "formats_preset": run.preset,
+            "git_commit": commit,
             "source": "python -m models.train"}
     return bundle_from_model(qmodel.cpu(), meta=json.loads(json.dumps(meta, default=str)))
 
@@ -644,7 +703,8 @@ def measure_sim(run: Run, state: TrainState, bundle: Bundle) -> None:
 
 def write_metrics(run: Run, state: TrainState, result: TrainResult, commit: str | None) -> Path:
     """``OUT/metrics.json``: the run's summary, records and settings."""
-    summary = {"task": run.args.task, "arch": run.arch.to_json(), "params": run.n_params,
+    summary = {"task": run.args.task, "arch": run.arch.to_json(), "formats": run.fmts.to_json(),
+               "formats_preset": run.preset, "params": run.n_params,
                "memory_bits": memory_footprint(run.arch, run.fmts), "data": run.data.meta, **result.summary(),
                "metrics": state.metrics, "history": state.history, "args": vars(run.args),
                "device": str(run.device), "wall_s": round(time.time() - run.t_start, 1), "git_commit": commit}

@@ -7,6 +7,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from spec.arch import Arch, Formats, acc_frac
+
 from .addrmap import AddressMap
 from .fixed import acc_shape, any_of, requantize, shape_of
 from .mac import MacLanes

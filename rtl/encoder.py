@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from spec.arch import Arch, Formats, acc_frac
+
 from .addrmap import AddressMap
 from .fixed import acc_shape, any_of, requantize, shape_of
 from .mac import MacLanes, broadcast_columns, column_cycles, column_sequencer

@@ -19,7 +19,7 @@ value is clipped before it is stored in a register of the target format.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Mux, Shape, signed, unsigned, Value
+from amaranth.hdl import Cat, Const, Mux, Shape, Value, signed, unsigned
 
 from spec.arch import acc_bound, acc_frac
 from spec.fixedpoint import Format, Rounding

@@ -9,6 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from spec.arch import Arch, Formats
 from spec.names import LAYER_TRACE_NAMES, layer_trace_names
+
 from .addrmap import AddressMap
 from .conv import DelayLineConv
 from .fixed import requantize, saturate, shape_of

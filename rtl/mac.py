@@ -6,6 +6,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from spec.fixedpoint import Format
+
 from .fixed import align_bias
 
 __all__ = ["MacLanes", "column_sequencer", "column_cycles", "broadcast_columns"]

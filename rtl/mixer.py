@@ -6,6 +6,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from spec.arch import Arch, Formats, acc_frac, gate_format
+
 from .addrmap import AddressMap
 from .fixed import acc_shape, align_bias, any_of, gate_code, requantize, shape_of
 from .mac import MacLanes

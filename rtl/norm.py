@@ -6,6 +6,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from spec.arch import Arch, Formats, acc_frac
+
 from .addrmap import AddressMap
 from .fixed import align_bias, any_of, requantize, shape_of
 from .memory import weight_memory

@@ -6,6 +6,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from spec.arch import Arch, Formats, acc_frac
+
 from .addrmap import AddressMap
 from .fixed import acc_shape, any_of, requantize, saturate, shape_of
 from .mac import MacLanes, broadcast_columns, column_cycles, column_sequencer

@@ -133,7 +133,8 @@ def main(argv=None) -> int:
         return 0
     print(f"Yosys coarse-grain synthesis (proc/flatten/opt/wreduce/memory_collect), arch: H={arch.hidden} "
           f"L={arch.layers} K={arch.taps} d_max={arch.d_max} E={arch.mix_width} C={arch.n_classes} d_in={arch.d_in}")
-    cols = ["cells", "multipliers", "adders", "muxes", "flip_flop_bits", "memory_bits"] + (["gate_cells"] if a.fine else [])
+    cols = ["cells", "multipliers", "adders", "muxes", "flip_flop_bits", "memory_bits"]
+    cols += ["gate_cells"] if a.fine else []
     print(f"{'component':<30}" + "".join(f"{c:>15}" for c in cols))
     for name, r in rep["rows"].items():
         print(f"{name:<30}" + "".join(f"{r.get(c, ''):>15}" for c in cols))

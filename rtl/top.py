@@ -18,11 +18,14 @@ next sample after ``o`` was accepted: :func:`cycles_per_step` clock cycles per t
 """
 from __future__ import annotations
 
+from itertools import pairwise
+
 from amaranth.hdl import Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spec.arch import Arch, Formats
+
 from .addrmap import AddressMap
 from .encoder import EmbeddingEncoder, LinearEncoder, encoder_class, token_bits
 from .fixed import shape_of
@@ -130,7 +133,7 @@ class MgradeTop(wiring.Component):
         m.submodules.readout = ro = Readout(arch, fmts, amap)
         for sub in [enc, ro] + layers:
             m.d.comb += [sub.cfg.addr.eq(cfg.addr), sub.cfg.data.eq(cfg.data), sub.cfg.en.eq(cfg.en)]
-        for a, b in zip(layers, layers[1:]):
+        for a, b in pairwise(layers):
             wiring.connect(m, a.o, b.i)
 
         first = Signal()

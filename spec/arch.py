@@ -24,7 +24,7 @@ import dataclasses
 import math
 from typing import Any
 
-from .fixedpoint import Format, FormatError, Rounding, requantize, round_shift, _clip
+from .fixedpoint import Format, FormatError, Rounding, _clip, round_shift
 
 __all__ = [
     "Arch", "Formats", "ArchError", "GATE_SCALE", "gate_code", "tensor_specs", "TensorSpec",
@@ -341,10 +341,9 @@ def memory_footprint(arch: Arch, fmts: Formats) -> dict[str, int]:
 
 
 def minimalist_arch(d_in: int, n_classes: int, hidden: int = 64, layers: int = 2) -> tuple[Arch, Formats]:
-    """MINIMALIST's variant: no skips, no channel mixing, no conv, Heaviside outputs, 2-bit weights."""
-    arch = Arch(d_in=d_in, n_classes=n_classes, hidden=hidden, layers=layers, taps=0, d_max=0,
-                mix="none", norm="none", skip=False, rnn_out="heaviside")
-    w2 = Format(True, 2, 0)
-    fmts = DEFAULT_FORMATS.replace(w_rnn=w2, w_enc=Format(True, 2, 0), w_out=Format(True, 8, 4),
-                                   bias=Format(True, 6, 0))
-    return arch, fmts
+    """MINIMALIST's variant (the ``minimalist`` preset of :mod:`spec.presets`, which gives the sources):
+    no skips, no channel mixing, no conv, no norm, Heaviside outputs, 2-bit minGRU weights, 6-bit biases."""
+    from .presets import PRESETS
+
+    p = PRESETS["minimalist"]
+    return p.arch_for(d_in, n_classes, hidden=hidden, layers=layers), p.formats

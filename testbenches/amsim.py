@@ -11,9 +11,10 @@ import numpy as np
 from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
-from spec.bundle import Bundle
 from rtl.addrmap import AddressMap
 from rtl.top import MgradeTop, output_layout, trace_layout
+from spec.bundle import Bundle
+
 from . import layouts
 
 __all__ = ["run_top", "run_comb"]
@@ -29,7 +30,7 @@ def run_top(bundle: Bundle, xs: list[np.ndarray], *, cfg_overrides=None):
     dut = MgradeTop(arch, fmts, trace=True)
     amap = AddressMap(arch, fmts)
     addrs, datas = amap.writes(bundle.tensors)
-    writes = list(zip(addrs.tolist(), datas.tolist())) + list(cfg_overrides or [])
+    writes = list(zip(addrs.tolist(), datas.tolist(), strict=True)) + list(cfg_overrides or [])
     steps = []
     for x in xs:
         for t in range(len(x)):

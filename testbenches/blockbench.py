@@ -20,12 +20,12 @@ from amaranth.hdl import Module, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from spec.arch import Arch, Formats
-from spec.fixedpoint import Format, Rounding
 from rtl import fixed
 from rtl.addrmap import AddressMap
 from rtl.conv import DelayLineConv
 from rtl.mingru import ScUpdate
+from spec.arch import Arch, Formats
+from spec.fixedpoint import Format, Rounding
 
 __all__ = ["BlockBench", "RQ_CASES", "GC_CASES", "SC_ROUNDINGS", "X_BITS", "bench_arch", "bench_formats",
            "TOP_NAME"]

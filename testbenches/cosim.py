@@ -13,21 +13,28 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from spec.bundle import Bundle
-from spec.fixedpoint import saturate
 from rtl.addrmap import AddressMap
 from rtl.top import cfg_layout, cycles_per_step, input_layout, output_layout, trace_layout
+from spec.bundle import Bundle
+from spec.fixedpoint import saturate
+
 from . import layouts
-from .build import (BUILD, REPO, TOP, build_cocotb, build_harness, ensure_path, run_cocotb_test, verilog_feeder,
-                    verilog_for)
+from .build import (
+    BUILD,
+    TOP,
+    build_cocotb,
+    build_harness,
+    ensure_path,
+    run_cocotb_test,
+    verilog_feeder,
+    verilog_for,
+)
 
 __all__ = ["Expected", "expected", "run_cocotb", "run_harness", "localise", "CosimResult", "build_stream",
            "cfg_words"]
@@ -81,6 +88,8 @@ class CosimResult:
     logits: list                # per sequence (C,) final RTL readout
     cycles_per_step: int
     harness: str = "cocotb"
+    simulator: str = "verilator"
+    x_cycles: int = 0           # clock edges at which an output port of the design held X/Z (4-state runs)
     trace: dict | None = None   # probe=True: every layer's intermediates, (steps, ...) int64
     outputs: dict | None = None  # decoded per-step outputs ('logits', 'acc'), (steps, C) int64
 
@@ -111,7 +120,7 @@ def cfg_words(amap: AddressMap, tensors) -> list[int]:
 
 def run_cocotb(bundle: Bundle, xs: list[np.ndarray], exp: Expected | None = None, *,
                max_steps: int | None = None, workdir: Path | None = None, probe: bool = False,
-               log=print) -> CosimResult:
+               simulator: str = "verilator", log=print) -> CosimResult:
     """Stream ``xs`` through the RTL under cocotb in Verilator; compare every output of every step
     (step logits and the running logit accumulator) with ``exp`` (computed by ``sim`` if None).
 
@@ -123,6 +132,9 @@ def run_cocotb(bundle: Bundle, xs: list[np.ndarray], exp: Expected | None = None
     ``stream_job``), returning every layer's intermediates of every step in ``CosimResult.trace``
     (block tests; slower, a separate cached build).
     ``max_steps``: only the first ``max_steps`` steps of the job (over all sequences).
+    ``simulator``: ``"verilator"``, ``"icarus-2005"`` or ``"icarus-2012"`` (:data:`build.SIMULATORS`;
+    the feeder path only); ``CosimResult.x_cycles`` counts the clock edges at which an output port
+    of the design held X or Z (the run fails if any did).
     Wall times in the result count the streaming only (configuration and start-up excluded).
     """
     ensure_path()
@@ -139,14 +151,17 @@ def run_cocotb(bundle: Bundle, xs: list[np.ndarray], exp: Expected | None = None
             left -= len(kept[-1])
         n = len(kept)
         cut = [len(x) for x in kept]
-        exp = Expected([l[:c] for l, c in zip(exp.logits[:n], cut)],
-                       None if exp.acc is None else [a[:c] for a, c in zip(exp.acc[:n], cut)], exp.final[:n])
+        logits = [lg[:c] for lg, c in zip(exp.logits[:n], cut, strict=True)]
+        acc = None if exp.acc is None else [a[:c] for a, c in zip(exp.acc[:n], cut, strict=True)]
+        exp = Expected(logits, acc, exp.final[:n])
         xs = kept
     from .feeder import MAX_STEPS
     tb0 = time.time()
     amap = AddressMap(arch, fmts)
     cfg = cfg_words(amap, bundle.tensors)
-    bdir, top = build_stream(arch, fmts, probe=probe, log=log)
+    if probe and simulator != "verilator":
+        raise ValueError("the probe path runs in Verilator only")
+    bdir, top = build_stream(arch, fmts, probe=probe, simulator=simulator, log=log)
     build_wall = time.time() - tb0
     base = Path(workdir or tempfile.mkdtemp(prefix="cosim-", dir=_runs_dir()))
     # runs of whole sequences that fit the feeder's memories
@@ -161,12 +176,13 @@ def run_cocotb(bundle: Bundle, xs: list[np.ndarray], exp: Expected | None = None
         cur.append(b)
         size += len(x)
     groups.append(cur)
-    tot = {"steps": 0, "cycles": 0, "wall": 0.0, "cfg_wall": 0.0}
+    tot = {"steps": 0, "cycles": 0, "wall": 0.0, "cfg_wall": 0.0, "x_cycles": 0}
     finals, outs, traces, mismatch, ok = [], [], [], None, True
     for g, idx in enumerate(groups):
         wd = base / f"run{g}" if len(groups) > 1 else base
         r = _run_group(bundle, [xs[b] for b in idx], [exp.logits[b] for b in idx],
-                       None if exp.acc is None else [exp.acc[b] for b in idx], cfg, bdir, top, probe, wd)
+                       None if exp.acc is None else [exp.acc[b] for b in idx], cfg, bdir, top, probe, wd,
+                       simulator)
         for k in tot:
             tot[k] += r[k]
         finals += r["finals"]
@@ -182,13 +198,15 @@ def run_cocotb(bundle: Bundle, xs: list[np.ndarray], exp: Expected | None = None
     outputs = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]} if outs and outs[0] else {}
     trace = {k: np.concatenate([t[k] for t in traces]) for k in traces[0]} if traces else None
     return CosimResult(tot["steps"], tot["cycles"], tot["wall"], tot["cfg_wall"], build_wall, ok and mismatch is None,
-                       mismatch, finals, cycles_per_step(arch), trace=trace, outputs=outputs)
+                       mismatch, finals, cycles_per_step(arch), trace=trace, outputs=outputs, simulator=simulator,
+                       x_cycles=tot["x_cycles"])
 
 
-def build_stream(arch, fmts, *, probe: bool = False, log=print) -> tuple[Path, str]:
+def build_stream(arch, fmts, *, probe: bool = False, simulator: str = "verilator", log=print) -> tuple[Path, str]:
     """The cocotb build of ``arch``/``fmts`` (cached): the feeder wrapper around the design, or with
-    ``probe`` the design with its probe port. Returns (build dir, toplevel name)."""
+    ``probe`` the design with its probe port (Verilator). Returns (build dir, toplevel name)."""
     from spec.arch import tensor_specs
+
     from .feeder import TB_TOP
     vfile = verilog_for(arch, fmts, trace=probe, log=log)
     if probe:
@@ -197,10 +215,10 @@ def build_stream(arch, fmts, *, probe: bool = False, log=print) -> tuple[Path, s
     n_words = sum(int(np.prod(t.shape)) for t in tensor_specs(arch))   # one write per element
     tb = verilog_feeder(vfile, layouts.nbits(cfg_layout(amap)), layouts.nbits(input_layout(arch, fmts)),
                         layouts.nbits(output_layout(arch, fmts)), max_cfg=n_words)
-    return build_cocotb(vfile, top=TB_TOP, extra=(tb,), timing=True, log=log), TB_TOP
+    return build_cocotb(vfile, top=TB_TOP, extra=(tb,), timing=True, simulator=simulator, log=log), TB_TOP
 
 
-def _run_group(bundle, xs, exp_logits, exp_acc, cfg_vals, bdir, top, probe, workdir) -> dict:
+def _run_group(bundle, xs, exp_logits, exp_acc, cfg_vals, bdir, top, probe, workdir, simulator="verilator") -> dict:
     arch, fmts = bundle.arch, bundle.formats
     ins, _ = _inputs(bundle, xs)
     lens = np.array([len(x) for x in xs])
@@ -231,7 +249,7 @@ def _run_group(bundle, xs, exp_logits, exp_acc, cfg_vals, bdir, top, probe, work
     result.unlink(missing_ok=True)
     n_tests, n_fail = run_cocotb_test(bdir, top=top, module="testbenches.tb_network", workdir=workdir,
                                       env={"MGRADE_JOB": str(job), "MGRADE_RESULT": str(result)},
-                                      plusargs=plusargs, testcase=testcase)
+                                      plusargs=plusargs, testcase=testcase, simulator=simulator)
     if not result.exists():
         tail = (workdir / "sim.log").read_text()[-3000:] if (workdir / "sim.log").exists() else ""
         raise RuntimeError(f"cocotb run produced no result (see {workdir}/sim.log):\n{tail}")
@@ -247,6 +265,7 @@ def _run_group(bundle, xs, exp_logits, exp_acc, cfg_vals, bdir, top, probe, work
         vals = [int(v) for v in bytes(r["probe_txt"]).decode().split()]
         trace = layouts.unpack(vals, trace_layout(arch, fmts))
     return {"steps": steps, "cycles": int(r["cycles"]), "wall": float(r["wall"]), "cfg_wall": float(r["cfg_wall"]),
+            "x_cycles": int(r["x_cycles"]) if "x_cycles" in r.files else 0,
             "ok": n_fail == 0 and n_tests >= 1 and steps == int(ends[-1]), "mismatch": mismatch,
             "finals": finals, "trace": trace, "outputs": {k[4:]: r[k] for k in r.files if k.startswith("got_")}}
 

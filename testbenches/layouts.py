@@ -72,5 +72,5 @@ def pack_ints(layout, columns: dict[str, np.ndarray]) -> list[int]:
         for e in range(arr.shape[1]):
             sh = off + e * w
             col = arr[:, e].tolist()
-            vals = [v | (int(c) << sh) for v, c in zip(vals, col)]
+            vals = [v | (int(c) << sh) for v, c in zip(vals, col, strict=True)]
     return vals

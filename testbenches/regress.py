@@ -152,12 +152,12 @@ def _chunk(job: ChunkJob) -> ChunkResult:
     case = make_case(job.name, n_seqs=job.n, small=job.small, root=job.root, offset=job.offset, pool=job.pool,
                      bundle_path=job.bundle)
     r = run_cocotb(case.bundle, case.xs, log=lambda *a: None)
-    preds = [int(np.argmax(l)) for l in r.logits]
+    preds = [int(np.argmax(logits)) for logits in r.logits]
     # content fingerprints: duplicates inside the data itself (the chunks' slices of the pool are disjoint)
     prints = [hashlib.sha1(np.ascontiguousarray(x).tobytes()).hexdigest() for x in case.xs]
     return ChunkResult(name=job.name, seqs=len(case.xs), steps=r.steps, cycles=r.cycles, wall=r.wall,
                        bit_exact=r.bit_exact, mismatch=r.mismatch, offset=job.offset, prints=prints,
-                       correct=int(sum(p == int(y) for p, y in zip(preds, case.labels))),
+                       correct=int(sum(p == int(y) for p, y in zip(preds, case.labels, strict=True))),
                        bundle=case.bundle_source, data=case.data_source, t0=t0, t1=time.time())
 
 
@@ -218,7 +218,7 @@ def _run(jobs: list[ChunkJob], workers: int) -> list[ChunkResult]:
     results = []
     with ProcessPoolExecutor(max_workers=workers) as ex:
         futures = [ex.submit(_chunk, j) for j in jobs]
-        for j, fut in zip(jobs, futures):
+        for j, fut in zip(jobs, futures, strict=True):
             try:
                 r = fut.result()
             except Exception as e:  # noqa: BLE001

@@ -8,8 +8,9 @@ and exits with status 1. ``python -m testbenches.run list`` lists the tests.
 
 Options: ``--seqs N`` sequences (default: 1 clip for gsc_stream and asc_stream, 3 otherwise), ``--steps N``
 cut every sequence to N steps, ``--offset K`` start at example K, ``--small`` a small random
-architecture (H = 8) instead of the task's own, ``--root fixture`` the committed fixture data, ``--bundle FILE.npz`` a user's own exported bundle
-(``make sim TEST=... BUNDLE=FILE.npz``; refused, with what differs, if it does not fit the stream's task).
+architecture (H = 8) instead of the task's own, ``--root fixture`` the committed fixture data,
+``--bundle FILE.npz`` a user's own exported bundle (``make sim TEST=... BUNDLE=FILE.npz``; refused,
+with what differs, if it does not fit the stream's task).
 """
 from __future__ import annotations
 
@@ -49,9 +50,10 @@ def main(argv=None) -> int:
         _list()
         return 0
 
+    from rtl.top import cycles_per_step
+
     from .cosim import expected, localise, run_cocotb
     from .streams import make_case
-    from rtl.top import cycles_per_step
     t0 = time.time()
     n = args.seqs or (1 if args.test in ("gsc_stream", "asc_stream") else 3)
     try:
@@ -83,7 +85,7 @@ def main(argv=None) -> int:
         else:
             print(f"[{args.test}] the trace build does not reproduce the difference")
         print(f"[{args.test}] waveform (steps {loc['fst_steps'][0]}..{loc['fst_steps'][1] - 1}): {loc['fst']}")
-    pred_rtl = [int(np.argmax(l)) for l in r.logits]
+    pred_rtl = [int(np.argmax(logits)) for logits in r.logits]
     pred_sim = exp.final.argmax(-1).tolist()
     s = r.summary()
     print(f"---- {args.test} summary ----")

@@ -27,6 +27,7 @@ import numpy as np
 from data.tasks import load_split, task_info, to_codes
 from spec.arch import Arch, Formats
 from spec.bundle import Bundle, load_bundle, random_bundle
+
 from .build import REPO
 
 __all__ = ["STREAMS", "StreamCase", "make_case", "small_arch", "bundle_misfit"]
@@ -124,7 +125,8 @@ def make_case(name: str, *, n_seqs: int = 1, max_steps: int | None = None, small
     sd = STREAMS[name]
     pool = offset + n_seqs if pool is None else pool
     if not 0 <= offset < pool or n_seqs < 1:
-        raise ValueError(f"make_case: need 0 <= offset < pool and n_seqs >= 1 (offset {offset}, pool {pool}, n_seqs {n_seqs})")
+        raise ValueError(f"make_case: need 0 <= offset < pool and n_seqs >= 1 "
+                         f"(offset {offset}, pool {pool}, n_seqs {n_seqs})")
     split, source = _load(sd.task, pool, root)
     info = task_info(split)
     bundle, bsrc = _bundle(name, sd, info, bundle_path, small, seed)

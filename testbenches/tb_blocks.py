@@ -56,7 +56,7 @@ async def blocks(dut):
         dut.x.value = int(v)
         await Timer(1, unit="ns")
         rq.append([_signed(h.value.to_unsigned(), b) if s else h.value.to_unsigned()
-                   for h, b, s in zip(rq_h, rq_bits, rq_signed)])
+                   for h, b, s in zip(rq_h, rq_bits, rq_signed, strict=True)])
         rqs.append([int(h.value) for h in rqs_h])
         gc.append([h.value.to_unsigned() for h in gc_h])
     res["rq"], res["rq_sat"], res["gc"] = np.array(rq), np.array(rqs), np.array(gc)
@@ -76,27 +76,27 @@ async def blocks(dut):
     outs = [getattr(dut, f"sc_h_{r}") for r in job["sc_roundings"].tolist()]
     hist = [[] for _ in outs]
     for k, hc, en, clr in zip(job["sc_k"].tolist(), job["sc_hc"].tolist(), job["sc_en"].tolist(),
-                              job["sc_clear"].tolist()):
+                              job["sc_clear"].tolist(), strict=True):
         dut.sc_k.value = _pack(k, kb)
         dut.sc_hc.value = _pack(hc, hb)
         dut.sc_en.value = int(en)
         dut.sc_clear.value = int(clr)
         await fe
-        for o, hh in zip(outs, hist):
+        for o, hh in zip(outs, hist, strict=True):
             hh.append(_unpack(o.value.to_unsigned(), hb, H, True))
     dut.sc_en.value = 0
     res["sc_h"] = np.array(hist)                    # (roundings, N, H)
 
     # delay-line convolution: run-time taps and delays, then one step per sample
     dut.cfg__en.value = 1
-    for a, d in zip(job["cfg_addr"].tolist(), job["cfg_data"].tolist()):
+    for a, d in zip(job["cfg_addr"].tolist(), job["cfg_data"].tolist(), strict=True):
         dut.cfg__addr.value = int(a)
         dut.cfg__data.value = int(d)
         await fe
     dut.cfg__en.value = 0
     dlb, ab = int(job["dl_bits"]), int(job["act_bits"])
     u0, sat = [], []
-    for s, first in zip(job["cv_s"].tolist(), job["cv_first"].tolist()):
+    for s, first in zip(job["cv_s"].tolist(), job["cv_first"].tolist(), strict=True):
         dut.cv_s.value = _pack(s, dlb)
         dut.cv_first.value = int(first)
         dut.cv_start.value = 1

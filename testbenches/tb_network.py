@@ -8,7 +8,9 @@ and for ``stream_job`` the bundle writes and input payloads) comes in the ``.npz
   toplevel is the self-clocked feeder ``mgrade_tb`` (:mod:`testbenches.feeder`), which bulk-loads
   the configuration and every input sample from files and stores every output. Python wakes up
   twice per run (configuration loaded, all steps done), then compares every output of every
-  step with ``sim``'s in bulk; no Python runs per clock cycle or per time step.
+  step with ``sim``'s in bulk; no Python runs per clock cycle or per time step. The same test
+  runs in Verilator and in Icarus Verilog (both language modes); it also fails if the feeder saw
+  an X or Z on any output port of the design at any clock edge (4-state Icarus).
 * :func:`stream_job` (block tests through the probe port): the toplevel is ``mgrade_top`` with a
   C++ ``cocotb.clock.Clock``; Python wakes once per time step (the rising edge of ``o.valid``) and
   reads the step's result and probe with one access each.
@@ -63,7 +65,7 @@ async def _configure(dut, words: list[int]):
 
 def _compare(got: dict, exp: dict, starts, ends, n_steps: int):
     """First mismatch as {"seq", "step", "output", "class", "got", "expected"}, or None."""
-    for seq, (a, e) in enumerate(zip(starts, ends)):
+    for seq, (a, e) in enumerate(zip(starts, ends, strict=True)):
         e = min(e, n_steps)
         if a >= e:
             break
@@ -92,6 +94,7 @@ async def stream_bulk(dut):
         await RisingEdge(dut.done)
     wall = time.perf_counter() - t0
     cycles = int(dut.cycles.value.to_unsigned())
+    x_cycles, x_first = int(dut.x_cycles.value.to_unsigned()), int(dut.x_first.value.to_unsigned())
     with open(os.path.join(meta["dir"], "out.hex")) as fh:
         raw = [int(w, 16) for line in fh for w in line.split() if not w.startswith(("//", "@"))]
     assert len(raw) == n_steps, f"feeder wrote {len(raw)} outputs, expected {n_steps}"
@@ -99,8 +102,10 @@ async def stream_bulk(dut):
     exp = {k[4:]: job[k] for k in job.files if k.startswith("exp_")}
     mismatch = _compare(got, exp, job["seq_start"].tolist(), job["seq_end"].tolist(), n_steps)
     np.savez(os.environ["MGRADE_RESULT"], steps=len(raw), cycles=cycles, wall=wall, cfg_wall=t_cfg,
-             mismatch=json.dumps(mismatch), **{f"got_{k}": v for k, v in got.items()})
+             mismatch=json.dumps(mismatch), x_cycles=x_cycles, x_first=x_first,
+             **{f"got_{k}": v for k, v in got.items()})
     assert mismatch is None, f"RTL differs from the model: {mismatch}"
+    assert x_cycles == 0, f"an output port of the design held X/Z at {x_cycles} clock edges (first: edge {x_first})"
 
 
 @cocotb.test()

@@ -6,12 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from spec import Arch, random_bundle
-from sim import NoiseModel, Thermal
-
 from analysis.cache import Cache, bundle_digest, canonical, key_of
 from analysis.data import EvalData
 from analysis.sweeps import Task, run_tasks
+from sim import NoiseModel, Thermal
+from spec import Arch, random_bundle
 
 
 @pytest.fixture(scope="module")

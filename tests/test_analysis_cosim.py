@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spec import Arch, random_bundle
-
 from analysis import cosim
+from spec import Arch, random_bundle
 
 
 @pytest.fixture(scope="module")

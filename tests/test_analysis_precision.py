@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
+from itertools import pairwise
 
 import numpy as np
 import pytest
 
-from spec import Arch, Bundle, Format, Formats, Rounding, random_bundle, tensor_specs
-from spec.arch import memory_footprint
-
 from analysis.cache import Cache
 from analysis.data import EvalData
-from analysis.precision import (KNOBS, WEIGHT_ROLES, calibrate, fit_format, footprint_bytes, requantize_bundle,
-                                run_precision, variant)
+from analysis.precision import (
+    KNOBS,
+    WEIGHT_ROLES,
+    calibrate,
+    fit_format,
+    footprint_bytes,
+    requantize_bundle,
+    run_precision,
+    variant,
+)
+from spec import Arch, Bundle, Format, Formats, Rounding, random_bundle, tensor_specs
+from spec.arch import memory_footprint
 
 ARCH = Arch(d_in=2, n_classes=3, hidden=8, layers=2, taps=3, d_max=5)
 
@@ -66,7 +74,8 @@ def test_requantize_identity_and_gate_bits():
     for k in b.tensors:
         np.testing.assert_array_equal(same.tensors[k], b.tensors[k])
     g = requantize_bundle(b, gate_bits=4)
-    assert g.arch.gate_bits == 4 and g.formats == b.formats and g.meta["requantized"]["changes"] == {"gate_bits": "6->4"}
+    assert g.arch.gate_bits == 4 and g.formats == b.formats
+    assert g.meta["requantized"]["changes"] == {"gate_bits": "6->4"}
 
 
 def test_fit_format():
@@ -94,11 +103,11 @@ def test_footprint_monotone_in_bits():
     ranges = {r: 40 for r in WEIGHT_ROLES} | {"h": 700, "dl": 900}
     for kb in KNOBS.values():
         fps = [footprint_bytes(variant(b, kb, bits, ranges))["total_bytes"] for bits in kb.bits]
-        assert all(x <= y for x, y in zip(fps, fps[1:])), kb.name
+        assert all(x <= y for x, y in pairwise(fps)), kb.name
         if kb.name == "z":
             assert len(set(fps)) == 1                            # the gate code is not stored
         else:
-            assert all(x < y for x, y in zip(fps, fps[1:])), kb.name
+            assert all(x < y for x, y in pairwise(fps)), kb.name
     # the formula itself: weights bits scale with the width of their roles
     v2, v8 = variant(b, KNOBS["weights"], 2, ranges), b
     n_w = sum(math.prod(s.shape) for s in tensor_specs(ARCH) if s.role in WEIGHT_ROLES)

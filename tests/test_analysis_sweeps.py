@@ -6,13 +6,12 @@ import math
 import numpy as np
 import pytest
 
-from spec import Arch, random_bundle
-from sim import NoiseModel, Network
-
 from analysis.cache import Cache
 from analysis.data import EvalData
 from analysis.evaluate import batch_seed, evaluate
-from analysis.sweeps import (SWEEPS, Task, leak_r_off, pick_points, run_sweeps, run_tasks, smallest_within)
+from analysis.sweeps import SWEEPS, Task, leak_r_off, pick_points, run_sweeps, run_tasks, smallest_within
+from sim import Network, NoiseModel
+from spec import Arch, random_bundle
 
 
 # ---------------------------------------------------------------------------------------------
@@ -105,7 +104,7 @@ def test_exact_evaluate_matches_network(setup):
         L = int(d.lengths[i])
         p = net.run(d.x[i:i + 1, :L].astype(np.int64)).predictions[0]
         assert r["predictions"][i] == p
-    assert r["correct"] == sum(int(p == y) for p, y in zip(r["predictions"], d.y))
+    assert r["correct"] == sum(int(p == y) for p, y in zip(r["predictions"], d.y, strict=True))
 
 
 def test_sweep_results_deterministic_by_seed(setup):

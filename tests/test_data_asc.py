@@ -10,8 +10,7 @@ import pytest
 sf = pytest.importorskip("soundfile")
 
 from data import DataError, load_task, shared_dir  # noqa: E402
-from data.asc import (ASC_WORDS, TOP, asc_speaker, load_asc, pcm_sha256, read_pcm16,  # noqa: E402
-                      val_speaker_split)
+from data.asc import ASC_WORDS, TOP, asc_speaker, load_asc, pcm_sha256, read_pcm16, val_speaker_split  # noqa: E402
 from data.core import FIXTURES  # noqa: E402
 from data.tasks import TASKS, load_split, task_info  # noqa: E402
 

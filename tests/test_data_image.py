@@ -8,8 +8,14 @@ from PIL import Image
 from data import DataError, load_task, shared_dir
 from data.core import FIXTURES
 from data.image import CIFAR10_CLASSES, load_cifar10, rgb_to_gray_lra
-from data.pathfinder import (_one_image, generate_pathfinder, load_pathfinder, markers_connected,
-                                    params_for, write_pathfinder_files)
+from data.pathfinder import (
+    _one_image,
+    generate_pathfinder,
+    load_pathfinder,
+    markers_connected,
+    params_for,
+    write_pathfinder_files,
+)
 
 
 @pytest.fixture

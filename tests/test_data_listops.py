@@ -3,8 +3,15 @@ import numpy as np
 import pytest
 
 from data import DataError, load_task
-from data.listops import (OPERATORS, VOCAB, evaluate_tokens, generate_listops, generate_listops_files,
-                                 load_listops, tokenize)
+from data.listops import (
+    OPERATORS,
+    VOCAB,
+    evaluate_tokens,
+    generate_listops,
+    generate_listops_files,
+    load_listops,
+    tokenize,
+)
 
 
 def _parse(source: str):

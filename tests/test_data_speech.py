@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 
 from data import DataError, load_task, read_wav, shared_dir, write_wav
-from data.speech import (GSC_V1_WORDS, GSC_V2_WORDS, KWS12_CLASSES, _read_split_list, gsc_which_set,
-                                load_mlperf_kws, speaker_id, split_kws12)
+from data.speech import (
+    GSC_V1_WORDS,
+    GSC_V2_WORDS,
+    KWS12_CLASSES,
+    _read_split_list,
+    gsc_which_set,
+    load_mlperf_kws,
+    speaker_id,
+    split_kws12,
+)
 
 
 @pytest.fixture

@@ -44,10 +44,14 @@ def test_linear_recurrence_fallback_matches_sequential(T):
     a, b, h0 = _abh(2, T, 5)
     w = torch.randn_like(b)
     for init in (None, h0):
-        fn = (lambda a_, b_, h_: kernels.linear_recurrence(a_, b_, h_ if init is not None else None))
-        ref = (lambda a_, b_, h_: linear_scan_sequential(a_, b_, h_ if init is not None else None))
+        def fn(a_, b_, h_, with_h0=init is not None):      # bound now, not at call time
+            return kernels.linear_recurrence(a_, b_, h_ if with_h0 else None)
+
+        def ref(a_, b_, h_, with_h0=init is not None):
+            return linear_scan_sequential(a_, b_, h_ if with_h0 else None)
+
         got, want = _grads(fn, a, b, h0, w), _grads(ref, a, b, h0, w)
-        for x, y in zip(got, want):
+        for x, y in zip(got, want, strict=True):
             assert torch.allclose(x, y, atol=TOL, rtol=0)
 
 
@@ -85,9 +89,13 @@ def test_linear_recurrence_function_backward(fused_on_cpu):
     a, b, h0 = _abh(3, 50, 4)
     w = torch.randn_like(b)
     for init in (None, h0):
-        fn = (lambda a_, b_, h_: kernels.linear_recurrence(a_, b_, h_ if init is not None else None))
-        ref = (lambda a_, b_, h_: linear_scan_sequential(a_, b_, h_ if init is not None else None))
-        for x, y in zip(_grads(fn, a, b, h0, w), _grads(ref, a, b, h0, w)):
+        def fn(a_, b_, h_, with_h0=init is not None):      # bound now, not at call time
+            return kernels.linear_recurrence(a_, b_, h_ if with_h0 else None)
+
+        def ref(a_, b_, h_, with_h0=init is not None):
+            return linear_scan_sequential(a_, b_, h_ if with_h0 else None)
+
+        for x, y in zip(_grads(fn, a, b, h0, w), _grads(ref, a, b, h0, w), strict=True):
             assert torch.allclose(x, y, atol=TOL, rtol=0)
     tiny = tuple(t.requires_grad_() for t in _abh(2, 6, 3, seed=1))
     assert torch.autograd.gradcheck(kernels.linear_recurrence, tiny)

@@ -3,12 +3,12 @@ import numpy as np
 import pytest
 import torch
 
-from spec import Arch, Format, Formats, Rounding, load_bundle, random_bundle, save_bundle
-from spec.arch import gate_code, tensor_specs
-from spec.fixedpoint import quantize_real
 from models import MGRADE, bundle_from_model, model_from_bundle
 from models.quant import fq_act, fq_gate, fq_weight
 from models.scan import linear_scan, linear_scan_sequential
+from spec import Arch, Format, Formats, Rounding, load_bundle, random_bundle, save_bundle
+from spec.arch import gate_code, tensor_specs
+from spec.fixedpoint import quantize_real
 
 #: parallel scan vs step-by-step recurrence, float64
 SCAN_TOL = 1e-10
@@ -64,7 +64,7 @@ def test_linear_scan_gradients_match_sequential():
     w = torch.randn(2, 50, 3, generator=g, dtype=torch.float64)
     ga = torch.autograd.grad((linear_scan(a, b) * w).sum(), (a, b))
     gs = torch.autograd.grad((linear_scan_sequential(a, b) * w).sum(), (a, b))
-    for x, y in zip(ga, gs):
+    for x, y in zip(ga, gs, strict=True):
         assert torch.allclose(x, y, atol=1e-9, rtol=0)
 
 
@@ -214,8 +214,8 @@ def test_batchnorm_folds_into_affine():
     m.eval()
     with torch.no_grad():
         before = m(x, lengths)
-        for l in m.layers:
-            l.norm.fold()
+        for layer in m.layers:
+            layer.norm.fold()
         after = m(x, lengths)
     assert torch.allclose(before, after, atol=1e-9)
 
@@ -230,9 +230,9 @@ def test_masked_batchnorm_ignores_padding():
     for xi in (x, x2):
         torch.manual_seed(0)
         m = MGRADE(arch).double().train()
-        out.append((m(xi, lengths), [l.norm.running_mean.clone() for l in m.layers]))
+        out.append((m(xi, lengths), [layer.norm.running_mean.clone() for layer in m.layers]))
     assert torch.allclose(out[0][0], out[1][0], atol=1e-12)
-    assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(out[0][1], out[1][1]))
+    assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(out[0][1], out[1][1], strict=True))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,7 +248,7 @@ def test_bundle_model_bundle_round_trip(tmp_path, name):
     assert b2.meta["export_saturations"] == {}
     c = load_bundle(save_bundle(b2, tmp_path / "b.npz"))
     m2 = model_from_bundle(c)
-    for (k1, v1), (k2, v2) in zip(m.state_dict().items(), m2.state_dict().items()):
+    for (k1, v1), (k2, v2) in zip(m.state_dict().items(), m2.state_dict().items(), strict=True):
         assert k1 == k2 and torch.equal(v1, v2), k1
 
 

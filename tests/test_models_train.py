@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from spec import Arch, load_bundle
+from data.tasks import batches, load_split, task_info
 from models import MGRADE, model_from_bundle
 from models import export as mexport
 from models import train as mtrain
-from data.tasks import batches, load_split, task_info
+from spec import Arch, load_bundle
 
 
 def test_tiny_training_lowers_the_loss():
@@ -93,6 +93,6 @@ def test_cli_train_export_resume(tmp_path, capsys):
     # and the bundle imports back into a model that reproduces the accuracy
     m = model_from_bundle(b2)
     split = load_split("synth-audio", split="test", seed=1)
-    correct = sum(int((m(torch.from_numpy(x), torch.from_numpy(l)).argmax(-1).numpy() == y).sum())
-                  for x, y, l in batches(split, 64))
+    correct = sum(int((m(torch.from_numpy(x), torch.from_numpy(lengths)).argmax(-1).numpy() == y).sum())
+                  for x, y, lengths in batches(split, 64))
     assert correct / len(split) == metrics["qat_test_acc"]

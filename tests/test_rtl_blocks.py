@@ -15,14 +15,15 @@ import pytest
 from amaranth.hdl import signed, unsigned
 from amaranth.sim import Simulator
 
-from spec import Arch, Formats, random_bundle
-from spec.arch import gate_code as spec_gate_code
-from spec.fixedpoint import Format, Rounding, requantize as spec_requantize
-from spec.names import trace_names
 from rtl import fixed
 from rtl.addrmap import AddressMap
 from rtl.mingru import ScUpdate
 from rtl.top import cycles_closed_form, cycles_per_step
+from spec import Arch, Formats, random_bundle
+from spec.arch import gate_code as spec_gate_code
+from spec.fixedpoint import Format, Rounding
+from spec.fixedpoint import requantize as spec_requantize
+from spec.names import trace_names
 from testbenches.amsim import run_comb, run_top
 from testbenches.cosim import expected
 
@@ -93,7 +94,7 @@ def test_sc_update_edges(rounding):
     sim.add_testbench(tb)
     sim.run()
     from spec.fixedpoint import round_shift, saturate
-    for (k, h, hc), g in zip(cases, got):
+    for (k, h, hc), g in zip(cases, got, strict=True):
         e = int(saturate(np.int64(h) + round_shift(np.int64(k * (hc - h)), 6, rounding), hf)[0])
         assert g == e, (k, h, hc, g, e)
 
@@ -298,7 +299,7 @@ def test_blocks_in_verilator(tmp_path):
         fh = bb.bench_formats(rnd).h
         h = np.zeros(arch.hidden, np.int64)
         want = []
-        for k, hc, en, clr in zip(job["sc_k"], job["sc_hc"], job["sc_en"], job["sc_clear"]):
+        for k, hc, en, clr in zip(job["sc_k"], job["sc_hc"], job["sc_en"], job["sc_clear"], strict=True):
             if clr:
                 h = np.zeros_like(h)
             elif en:
@@ -311,7 +312,7 @@ def test_blocks_in_verilator(tmp_path):
     D = arch.d_max
     want_u, want_sat = [], []
     line, t = None, 0
-    for s, first in zip(job["cv_s"], job["cv_first"]):
+    for s, first in zip(job["cv_s"], job["cv_first"], strict=True):
         if first:
             line, t = np.zeros((1, arch.hidden, D), np.int64), 0
         acc = conv_step(line, s[None].astype(np.int64), job["_delays"], job["_w"].astype(np.int64), t)[0]

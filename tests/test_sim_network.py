@@ -3,12 +3,11 @@ saturation counts, hand-computed networks, input validation."""
 import numpy as np
 import pytest
 
+from sim import Network, saturation_names, trace_names
 from spec import Arch, Format, Formats, random_bundle
 from spec.arch import gate_code
 from spec.bundle import Bundle
 from spec.fixedpoint import requantize, round_shift, saturate
-
-from sim import Network, saturation_names, trace_names
 
 ARCHS = {
     "linear-mlp": Arch(d_in=2, n_classes=4, hidden=8, layers=2, taps=4, d_max=9),

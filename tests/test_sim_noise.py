@@ -4,12 +4,10 @@ import math
 import numpy as np
 import pytest
 
-from spec import Arch, random_bundle
-from spec.fixedpoint import round_shift
-
-from sim import (ChargeInjection, Comparator, Leakage, Mismatch, Network, NoiseModel, ReferenceLevels, Thermal)
+from sim import ChargeInjection, Comparator, Leakage, Mismatch, Network, NoiseModel, ReferenceLevels, Thermal
 from sim.mingru import state_update, state_update_sc
 from sim.noise import K_B
+from spec import Arch, random_bundle
 
 ARCH = Arch(d_in=2, n_classes=4, hidden=8, layers=2, taps=3, d_max=9)
 ARCH_HEAV = Arch(d_in=2, n_classes=4, hidden=8, layers=2, taps=3, d_max=9, mix="glu", rnn_out="heaviside")

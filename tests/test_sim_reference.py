@@ -2,9 +2,8 @@
 import numpy as np
 import pytest
 
-from spec import Arch, Format, Formats, random_bundle
-
 from sim import Network, Reference, deviation
+from spec import Arch, Format, Formats, random_bundle
 
 #: Activations, delay line, state and logits in s40f24 (2**-24 resolution), gate codes of 16 bits.
 #: The weights keep their default formats: both models use the very same weight codes, so weight

@@ -5,8 +5,20 @@ import zipfile
 import numpy as np
 import pytest
 
-from spec import (Arch, ArchError, Bundle, BundleError, Format, Formats, load_bundle, memory_footprint,
-                  minimalist_arch, random_bundle, save_bundle, tensor_specs)
+from spec import (
+    Arch,
+    ArchError,
+    Bundle,
+    BundleError,
+    Format,
+    Formats,
+    load_bundle,
+    memory_footprint,
+    minimalist_arch,
+    random_bundle,
+    save_bundle,
+    tensor_specs,
+)
 from spec.bundle import _HEADER
 
 ARCHS = [
@@ -32,7 +44,7 @@ def test_minimalist_variant_is_expressible(tmp_path):
     arch, fmts = minimalist_arch(d_in=1, n_classes=4)
     b = random_bundle(arch, fmts, seed=1)
     c = load_bundle(save_bundle(b, tmp_path / "m.npz"))
-    assert c.formats.w_rnn == Format(True, 2, 0) and c.arch.rnn_out == "heaviside" and c.arch.mix == "none"
+    assert c.formats.w_rnn == Format(True, 2, 2) and c.arch.rnn_out == "heaviside" and c.arch.mix == "none"
     assert c.tensors["layers.0.rnn.wz"].min() >= -2 and c.tensors["layers.0.rnn.wz"].max() <= 1
 
 

@@ -1,15 +1,26 @@
 """Property tests of the fixed-point contract against an exact rational reference."""
-from fractions import Fraction
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from spec.fixedpoint import (Format, FormatError, Rounding, align, quantize_real, requantize, round_shift,
-                             saturate, storage_dtype, to_int64)
 from spec.arch import gate_code
+from spec.fixedpoint import (
+    Format,
+    FormatError,
+    Rounding,
+    align,
+    quantize_real,
+    requantize,
+    round_shift,
+    saturate,
+    storage_dtype,
+    to_int64,
+)
 
 
 def ref_round(q: Fraction, rounding: Rounding) -> int:

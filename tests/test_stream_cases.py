@@ -54,6 +54,7 @@ def _fake_chunk(job):
 
 def test_regress_totals_and_exit_status(monkeypatch, tmp_path, capsys):
     import json
+
     from testbenches import cosim, regress
     monkeypatch.setattr(regress, "_chunk", _fake_chunk)
     monkeypatch.setattr(cosim, "build_stream", lambda arch, fmts: None)
