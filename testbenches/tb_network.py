@@ -86,17 +86,18 @@ async def stream_bulk(dut):
     meta = json.loads(bytes(job["meta"]).decode())
     n_steps = int(meta["max_steps"])
     t_cfg = time.perf_counter()
-    if not int(dut.streaming.value):
+    if dut.streaming.value != 1:        # X before the feeder's initial block in a 4-state simulator
         await RisingEdge(dut.streaming)
     t0 = time.perf_counter()
     t_cfg = t0 - t_cfg
-    if not int(dut.done.value):
+    if dut.done.value != 1:
         await RisingEdge(dut.done)
     wall = time.perf_counter() - t0
     cycles = int(dut.cycles.value.to_unsigned())
     x_cycles, x_first = int(dut.x_cycles.value.to_unsigned()), int(dut.x_first.value.to_unsigned())
     with open(os.path.join(meta["dir"], "out.hex")) as fh:
-        raw = [int(w, 16) for line in fh for w in line.split() if not w.startswith(("//", "@"))]
+        # ``//`` comments (Icarus writes the address every 16 words) and ``@addr`` are not data
+        raw = [int(w, 16) for line in fh for w in line.split("//")[0].split() if not w.startswith("@")]
     assert len(raw) == n_steps, f"feeder wrote {len(raw)} outputs, expected {n_steps}"
     got = _decode(raw, meta["out_fields"], meta["n_classes"])
     exp = {k[4:]: job[k] for k in job.files if k.startswith("exp_")}
