@@ -9,6 +9,7 @@ data       the evaluation data of a bundle's task as integer model inputs (:clas
 evaluate   one accuracy measurement: a bundle, data, an optional noise model and a seed
 cache      the on-disk result cache (``.cache/sweeps/``, keyed by content hashes)
 sweeps     noise sweeps: one task per (point, seed), run on all cores, cached; read-offs
+chips      chip yield: accuracy over many chip instances (static draws), its distribution and 5th percentile
 precision  bundle re-quantisation into narrower formats, bit-width sweeps, memory footprint
 plots      the figures
 cosim      one clip through sim's streaming and whole-sequence paths (and the RTL)

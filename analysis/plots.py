@@ -9,7 +9,7 @@ import numpy as np
 from .cosim import compare
 
 __all__ = ["farads", "plot_noise_grid", "plot_noise_panel", "plot_capacitor", "plot_default", "plot_precision",
-           "plot_cosim", "STM32N6_SRAM_BYTES", "REPO_CONFIG_PARAMS", "FOOTPRINT_NOTE"]
+           "plot_cosim", "plot_yield", "STM32N6_SRAM_BYTES", "REPO_CONFIG_PARAMS", "FOOTPRINT_NOTE"]
 
 #: STM32N6 (STM32N657) on-chip SRAM: 4.2 MB (papers.md 1.2, perf.md 3.3), taken as 4.2e6 bytes.
 STM32N6_SRAM_BYTES = 4.2e6
@@ -225,5 +225,40 @@ def plot_cosim(x: np.ndarray, traces: Sequence[dict], classes: Sequence[str] | N
         ax.text(0.01, 0.05, "\n".join(txt), transform=ax.transAxes, fontsize=8, va="bottom",
                 bbox=dict(fc="white", ec="0.7", alpha=0.9))
     ax.set_xlabel(tl)
+    fig.tight_layout()
+    return fig
+
+
+def plot_yield(results_by_task: Mapping, refs_by_task: Mapping | None = None, title: str = ""):
+    """Chip yield (:class:`analysis.chips.YieldResult` per task): histogram of the chips' accuracies
+    (left axis) and their empirical CDF (right axis), with the mean, the accuracy 95 % of chips
+    reach (5th percentile) and the noise-free and float references."""
+    refs_by_task = refs_by_task or {}
+    n = len(results_by_task)
+    fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 3.6), squeeze=False)
+    for ax, (task, r) in zip(axes[0], results_by_task.items(), strict=True):
+        a = np.sort(r.acc)
+        lo, hi = min(a[0], r.exact), max(a[-1], r.exact)
+        step = 1.0 / max(r.n, 1)                           # accuracies are multiples of 1/n
+        width = max(step, (hi - lo) / 30)
+        bins = np.arange(lo - width / 2, hi + width, width)
+        ax.hist(a, bins=bins, color=_C["mean"], alpha=0.45, label=f"{r.n_chips} chips")
+        ax.set_xlabel(f"accuracy ({r.n} test examples per chip)")
+        ax.set_ylabel("chips")
+        ax2 = ax.twinx()
+        ax2.step(a, np.arange(1, len(a) + 1) / len(a), where="post", color=_C["mean"], lw=1.3)
+        ax2.set_ylim(0, 1.02)
+        ax2.set_ylabel("fraction of chips <= accuracy (ECDF)")
+        ax.axvline(r.mean, color=_C["mean"], lw=1.5, label=f"mean {r.mean:.3f} (std {r.std:.3f})")
+        ax.axvline(r.p5, color=_C["tol"], lw=1.5, ls="--", label=f"95 % of chips reach {r.p5:.3f}")
+        ax.axvline(r.exact, color=_C["exact"], lw=1.2, label=f"noise-free chip {r.exact:.3f}")
+        ref = refs_by_task.get(task) or {}
+        if ref.get("float") is not None:
+            ax.axvline(ref["float"], color=_C["float"], ls=":", lw=1.2, label=f"float {ref['float']:.3f} (meta)")
+        ax.set_title(f"{task}", fontsize=10)
+        ax.legend(fontsize=7, loc="upper left", framealpha=0.9)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig

@@ -32,6 +32,7 @@ class Setting:
                    it exists here, 'fixture' = the committed fixtures, None = the task's default
                    source, e.g. the shared archive).
     splits:        per task, the held-out split(s) evaluated ('test', or 'test+val').
+    chips:         chip instances of a yield distribution (:func:`analysis.chips.chip_yield`).
     """
 
     name: str
@@ -44,6 +45,7 @@ class Setting:
     rtl_steps: int | None
     data_roots: tuple
     splits: dict = dataclasses.field(default_factory=lambda: {"*": "test"})
+    chips: int = 100
 
     def examples(self, task: str) -> int | None:
         return self.n_examples.get(task, self.n_examples.get("*"))
@@ -53,7 +55,8 @@ class Setting:
 
 
 SMALL = Setting("small", n_examples={"gsc12": 8, "listops": 8, "*": 8}, max_steps=600, seeds=(0, 1),
-                points=3, bits_points=3, batch=8, rtl_steps=200, data_roots=("fixture", "trainer", None))
+                points=3, bits_points=3, batch=8, rtl_steps=200, data_roots=("fixture", "trainer", None),
+                chips=8)
 # Sized for ~30 min on 2 cores (sim/ here: ~0.5 M step-samples/s per core exact, ~0.3 M with one
 # non-ideality for GSC (H=32); ListOps (H=64) about 3x slower): the whole GSC test split (100 clips
 # of 16000 steps; the val split is not held out: the shipped bundle was picked on it) and 500 ListOps
@@ -70,6 +73,7 @@ def current() -> Setting:
     ``MGRADE_NB_SEEDS``     number of seeds (0 .. n-1)
     ``MGRADE_NB_POINTS``    points per noise sweep (``all`` = the whole grid)
     ``MGRADE_NB_MAX_STEPS`` truncate sequences (``none`` = full length)
+    ``MGRADE_NB_CHIPS``     chip instances per yield distribution
     """
     v = os.environ.get(ENV, "small").strip().lower()
     if v not in ("small", "full"):
@@ -95,6 +99,8 @@ def current() -> Setting:
         ch["points"] = num(os.environ["MGRADE_NB_POINTS"])
     if os.environ.get("MGRADE_NB_MAX_STEPS"):
         ch["max_steps"] = num(os.environ["MGRADE_NB_MAX_STEPS"])
+    if os.environ.get("MGRADE_NB_CHIPS"):
+        ch["chips"] = int(os.environ["MGRADE_NB_CHIPS"])
     return dataclasses.replace(s, **ch) if ch else s
 
 

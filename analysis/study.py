@@ -3,6 +3,7 @@
     python -m analysis.study --setting full --task gsc12 --sweep thermal      # the capacitor read-off
     python -m analysis.study --setting full --precision                       # every precision sweep
     python -m analysis.study --setting small                                  # everything, CI size
+    python -m analysis.study --setting full --only-yield --chips 100          # chip yield at NoiseModel.default()
 
 Prints the same tables and read-offs as the notebooks, from the same cache (``.cache/sweeps/``).
 """
@@ -22,19 +23,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sweep", action="append", help="noise sweeps to run (default: all; 'none' for none)")
     ap.add_argument("--precision", action="store_true", help="also run the precision sweeps")
     ap.add_argument("--only-precision", action="store_true", help="only the precision sweeps")
+    ap.add_argument("--yield", dest="chip_yield", action="store_true",
+                    help="also the chip yield: accuracy over --chips chip instances at NoiseModel.default()")
+    ap.add_argument("--only-yield", action="store_true", help="only the chip yield")
+    ap.add_argument("--chips", type=int, default=None, help="chips of the yield (default: the setting's)")
     ap.add_argument("--bundle", action="append", default=[], help="TASK=PATH: another bundle for a task")
     ap.add_argument("--workers", type=int, default=None)
     args = ap.parse_args(argv)
     if args.setting:
         os.environ["MGRADE_NB_SETTING"] = args.setting
 
-    from . import bundles, data, precision, settings, sweeps
+    from . import bundles, chips, data, precision, settings, sweeps
     from .cache import Cache
 
     S = settings.current()
     paths = dict(b.split("=", 1) for b in args.bundle)
     tasks = args.task or ["gsc12", "listops"]
-    names = [] if args.only_precision else (args.sweep or list(sweeps.SWEEPS))
+    names = [] if args.only_precision or args.only_yield else (args.sweep or list(sweeps.SWEEPS))
     names = [n for n in names if n != "none"]
     bad = [n for n in names if n not in sweeps.SWEEPS]
     if bad:
@@ -58,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
                                           workers=args.workers)
             for r in res.values():
                 print(r.table(), "\n", flush=True)
+        if args.chip_yield or args.only_yield:
+            y = chips.chip_yield(b, d, args.chips or S.chips, batch=S.batch, cache=cache, workers=args.workers)
+            print(f"chip yield at NoiseModel.default(): {y.summary()}\n  speed: {y.speed()}\n", flush=True)
         print(f"[{t}] {time.time() - t0:.1f} s; {cache}", flush=True)
     return 0
 
