@@ -246,7 +246,8 @@ def plot_yield(results_by_task: Mapping, refs_by_task: Mapping | None = None, ti
         ax.set_xlabel(f"accuracy ({r.n} test examples per chip)")
         ax.set_ylabel("chips")
         ax2 = ax.twinx()
-        ax2.step(a, np.arange(1, len(a) + 1) / len(a), where="post", color=_C["mean"], lw=1.3)
+        ax2.step(np.r_[a[0], a], np.r_[0.0, np.arange(1, len(a) + 1) / len(a)], where="post", color=_C["foot"],
+                 lw=1.3)
         ax2.set_ylim(0, 1.02)
         ax2.set_ylabel("fraction of chips <= accuracy (ECDF)")
         ax.axvline(r.mean, color=_C["mean"], lw=1.5, label=f"mean {r.mean:.3f} (std {r.std:.3f})")
