@@ -40,7 +40,7 @@ OPT = ["--x-assign", "fast", "--x-initial", "fast", "-O3"]
 TRACE_FLAGS = ["--trace-fst", "--trace-structs"]
 
 __all__ = ["verilog_for", "verilog_of", "build_cocotb", "build_harness", "run_cocotb_test", "ensure_path",
-           "BUILD", "TOP", "SIMULATORS", "ICARUS_MODES", "ICARUS_HINT", "icarus_available"]
+           "BUILD", "TOP", "output_ports", "SIMULATORS", "ICARUS_MODES", "ICARUS_HINT", "icarus_available"]
 
 #: The simulators of a cocotb run: Verilator, and Icarus Verilog in its two language modes.
 SIMULATORS = ("verilator", "icarus-2005", "icarus-2012")
@@ -249,6 +249,17 @@ def build_cocotb(vfile: Path, *, top: str = TOP, waves: bool = False, extra: tup
         stamp.write_text(f"{time.time() - t0:.1f}\n")
         log(f"[build] Verilator (cocotb) build done in {time.time() - t0:.1f} s: {bdir}")
     return bdir
+
+
+def output_ports(vfile: Path, module: str) -> list[str]:
+    """Names of the ``output`` ports of ``module`` in the Verilog file ``vfile`` (as written by
+    ``write_verilog``: one ``output [msb:lsb] name;`` declaration per port)."""
+    import re
+    text = Path(vfile).read_text()
+    m = re.search(rf"^module {re.escape(module)}\(.*?^endmodule", text, re.S | re.M)
+    if m is None:
+        raise ValueError(f"module {module} not in {vfile}")
+    return re.findall(r"^\s*output\s+(?:\[[^\]]*\]\s*)?(\S+)\s*;", m.group(0), re.M)
 
 
 def _icarus_version() -> str:

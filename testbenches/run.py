@@ -1,4 +1,5 @@
-"""``python -m testbenches.run TEST`` (``make sim TEST=<name>``): one stream test in Verilator.
+"""``python -m testbenches.run TEST`` (``make sim TEST=<name>``): one stream test in Verilator
+(or, with ``--simulator icarus-2005`` / ``icarus-2012``, in Icarus Verilog).
 
 Builds the Verilator model once (cached under ``build/``), loads the bundle through the
 configuration port, streams real sequences of the task through the RTL under cocotb, compares
@@ -10,7 +11,11 @@ Options: ``--seqs N`` sequences (default: 1 clip for gsc_stream and asc_stream, 
 cut every sequence to N steps, ``--offset K`` start at example K, ``--small`` a small random
 architecture (H = 8) instead of the task's own, ``--root fixture`` the committed fixture data,
 ``--bundle FILE.npz`` a user's own exported bundle (``make sim TEST=... BUNDLE=FILE.npz``; refused,
-with what differs, if it does not fit the stream's task).
+with what differs, if it does not fit the stream's task), ``--simulator`` ``verilator`` (default),
+``icarus-2005`` (``iverilog -g2005``) or ``icarus-2012`` (``iverilog -g2012``, SystemVerilog
+scheduling): the same feeder and comparison in the 4-state event-driven simulator, which also
+fails the run if any output port of the design is X or Z at any clock edge (slow: hundreds of
+cycles per second on the shipped GSC network, so use ``--steps``).
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ import numpy as np
 
 from spec.bundle import BundleError
 
+from .build import ICARUS_HINT, SIMULATORS, icarus_available
 from .streams import STREAMS
 
 
@@ -41,6 +47,8 @@ def main(argv=None) -> int:
     ap.add_argument("--root", default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--bundle", default=None, help="run this weight bundle (.npz) instead of the stream's shipped one")
+    ap.add_argument("--simulator", default="verilator", choices=SIMULATORS,
+                    help="verilator (default), or Icarus Verilog in Verilog-2005 or SystemVerilog scheduling")
     args = ap.parse_args(argv)
     if args.test not in STREAMS:
         if args.test != "list":
@@ -50,6 +58,9 @@ def main(argv=None) -> int:
         _list()
         return 0
 
+    if args.simulator != "verilator" and not icarus_available():
+        print(f"[{args.test}] {args.simulator}: iverilog not found; {ICARUS_HINT}", file=sys.stderr)
+        return 2
     from rtl.top import cycles_per_step
 
     from .cosim import expected, localise, run_cocotb
@@ -70,7 +81,7 @@ def main(argv=None) -> int:
     t1 = time.time()
     exp, res = expected(case.bundle, case.xs)
     t_sim = time.time() - t1
-    r = run_cocotb(case.bundle, case.xs, exp)
+    r = run_cocotb(case.bundle, case.xs, exp, simulator=args.simulator)
     loc = None
     if r.mismatch:
         m = r.mismatch
@@ -93,6 +104,7 @@ def main(argv=None) -> int:
     print(f"clock cycles       {s['cycles']}  ({cycles_per_step(arch)} per step by rtl.cycles_per_step)")
     print(f"cycles per second  {s['cycles_per_s']}  ({s['steps_per_s']} steps/s under cocotb, bulk-fed "
           f"self-clocked feeder; sim/ took {t_sim:.1f} s)")
+    print(f"simulator          {args.simulator}; outputs X/Z at {r.x_cycles} clock edges")
     print(f"build              {r.build_wall:.1f} s ({'cached' if r.build_wall < 5 else 'fresh'}); "
           f"config load {r.cfg_wall:.2f} s")
     print(f"bit-exact          {'yes' if r.bit_exact else 'NO'}")

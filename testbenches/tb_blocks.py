@@ -5,6 +5,9 @@ Driven by ``tests/test_rtl_blocks.py`` through ``cocotb_tools.runner``: the stim
 side compares them with the ``spec``/``sim`` counterparts (so the expected values are computed
 by the same code ``sim`` uses, never by this file). Inputs change on the falling clock edge and
 outputs are read on the next falling edge (after the rising edge that updated the registers).
+The same test runs in Icarus Verilog (both language modes): from the first clock edge on, every
+output port named in the job's ``out_ports`` is checked for X/Z at every falling edge
+(``x_cycles``/``x_first`` in the result; 0 in 2-state Verilator).
 """
 from __future__ import annotations
 
@@ -62,14 +65,26 @@ async def blocks(dut):
     res["rq"], res["rq_sat"], res["gc"] = np.array(rq), np.array(rqs), np.array(gc)
 
     # -- clocked blocks ---------------------------------------------------------------------
+    ports = [getattr(dut, n) for n in bytes(job["out_ports"]).decode().split()] if "out_ports" in job else []
+    xs = {"n": 0, "edges": 0, "first": ""}
+
+    async def fe():
+        """The next falling edge; every output port checked for X/Z there."""
+        await FallingEdge(dut.clk)
+        xs["edges"] += 1
+        bad = [p for p in ports if not p.value.is_resolvable]
+        if bad:
+            xs["n"] += 1
+            if not xs["first"]:
+                xs["first"] = f"edge {xs['edges']}: {bad[0]._name} = {bad[0].value}"
+
     Clock(dut.clk, 2, unit="ns").start()
     dut.rst.value = 1
     for name in ("sc_en", "sc_clear", "cv_start", "cv_first", "cfg__en"):
         getattr(dut, name).value = 0
-    await FallingEdge(dut.clk)
-    await FallingEdge(dut.clk)
+    await fe()
+    await fe()
     dut.rst.value = 0
-    fe = FallingEdge(dut.clk)
 
     # SC update: one (k, hc, en, clear) per cycle, h read after the edge that used them
     H, kb, hb = int(job["H"]), int(job["k_bits"]), int(job["h_bits"])
@@ -81,7 +96,7 @@ async def blocks(dut):
         dut.sc_hc.value = _pack(hc, hb)
         dut.sc_en.value = int(en)
         dut.sc_clear.value = int(clr)
-        await fe
+        await fe()
         for o, hh in zip(outs, hist, strict=True):
             hh.append(_unpack(o.value.to_unsigned(), hb, H, True))
     dut.sc_en.value = 0
@@ -92,7 +107,7 @@ async def blocks(dut):
     for a, d in zip(job["cfg_addr"].tolist(), job["cfg_data"].tolist(), strict=True):
         dut.cfg__addr.value = int(a)
         dut.cfg__data.value = int(d)
-        await fe
+        await fe()
     dut.cfg__en.value = 0
     dlb, ab = int(job["dl_bits"]), int(job["act_bits"])
     u0, sat = [], []
@@ -100,16 +115,17 @@ async def blocks(dut):
         dut.cv_s.value = _pack(s, dlb)
         dut.cv_first.value = int(first)
         dut.cv_start.value = 1
-        await fe
+        await fe()
         dut.cv_start.value = 0
         for _ in range(1000):
-            await fe
+            await fe()
             if int(dut.cv_done.value):
                 break
         else:
             raise AssertionError("DelayLineConv never raised done")
         u0.append(_unpack(dut.cv_u0.value.to_unsigned(), ab, H, True))
         sat.append(int(dut.cv_sat.value))
-        await fe            # the sample is pushed at the end of the done cycle: hold s until then
+        await fe()          # the sample is pushed at the end of the done cycle: hold s until then
     res["cv_u0"], res["cv_sat"] = np.array(u0), np.array(sat)
+    res["x_cycles"], res["x_first"], res["edges"] = np.array(xs["n"]), np.array(xs["first"]), np.array(xs["edges"])
     np.savez(os.environ["MGRADE_RESULT"], **res)
