@@ -11,6 +11,11 @@ at the same point; with no non-ideality it returns exactly what :func:`state_upd
 Likewise :func:`gate` and :func:`heaviside` take optional offsets/noise that are added *before*
 the contract's rounding/decision point; with ``None`` they are the integer contract itself
 (:func:`spec.arch.gate_code`, ``h > 0``), with zeros the real path gives the same bits.
+
+Every function works on NumPy arrays or torch tensors (any array namespace; the non-ideality arrays
+must be of the same kind, on the same device): the noise-aware training of ``models/`` runs
+:func:`state_sequence_sc` on torch tensors, so the SC update's physics on the LSB grid is defined
+here once.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from spec.fixedpoint import Format, Rounding, round_shift
 
 from .quant import array_namespace, device, round_real
 
-__all__ = ["state_update", "state_sequence", "state_update_sc", "gate", "heaviside"]
+__all__ = ["state_update", "state_sequence", "state_update_sc", "state_sequence_sc", "gate", "heaviside"]
 
 
 def state_update(h: np.ndarray, k: np.ndarray, hc: np.ndarray, *, b_z: int, fmt_h: Format
@@ -36,6 +41,12 @@ def state_update(h: np.ndarray, k: np.ndarray, hc: np.ndarray, *, b_z: int, fmt_
     """
     h_unsat = h + round_shift(k * (hc - h), b_z, fmt_h.rounding)
     return _sat(h_unsat, fmt_h), h_unsat
+
+
+def _ns(x):
+    """The array namespace of ``x``: NumPy itself for NumPy arrays (NumPy >= 2 has the array-API
+    functions used here; skipping the compat wrappers keeps the per-step loops fast)."""
+    return np if isinstance(x, np.ndarray) else array_namespace(x)
 
 
 def _sat(x, fmt: Format):
@@ -78,24 +89,44 @@ def state_update_sc(h: np.ndarray, k: np.ndarray, hc: np.ndarray, *, b_z: int, f
     ``delta = k (hc - h) / 2**b_z`` exactly in float64 and the result equals :func:`state_update`
     bit for bit. Rounding the *increment* (not ``h + delta``) keeps ``half_even`` identical too.
     """
-    hf = h.astype(np.float64)
+    xp = _ns(h)
+    hf = xp.astype(h, xp.float64)
     if leak is None:
         held, delta = hf, 0.0
     else:
         held = hf * leak
         delta = held - hf
     if z_eff is None:
-        z = k * (1.0 / (1 << b_z))
-    else:
-        z = z_eff[np.arange(z_eff.shape[0]), k]          # (..., H) gather of each channel's table
+        z = xp.astype(k, xp.float64) * (1.0 / (1 << b_z))
+    else:                                                # (..., H) gather of each channel's table
+        z = z_eff[xp.arange(z_eff.shape[0], device=device(z_eff)), k]
     delta = delta + z * (hc - held)
     if offset is not None:
         delta = delta + offset
     if noise is not None:
         delta = delta + noise
     lim = 2.0 ** (fmt_h.bits + 1)          # beyond this h saturates anyway; keeps the cast in range
-    h_unsat = h + round_real(np.clip(delta, -lim, lim), fmt_h.rounding, h.dtype)
+    h_unsat = h + round_real(xp.clip(delta, -lim, lim), fmt_h.rounding, h.dtype)
     return _sat(h_unsat, fmt_h), h_unsat
+
+
+def state_sequence_sc(h0, k, hc, *, b_z: int, fmt_h: Format, z_eff=None, leak=None, offset=None, noise=None,
+                      out=None):
+    """Every state of :func:`state_update_sc` over the leading (time) axis of ``k``, ``hc``.
+
+    ``h0``: (..., H) initial state; ``k``, ``hc``: (T, ..., H) gate and candidate codes; ``noise``:
+    (T, ..., H) per-step draws (LSB of ``h``) or None; ``z_eff``, ``leak``, ``offset``: the chip's
+    static arrays (see :func:`state_update_sc`). Returns the (T, ..., H) saturated states (into
+    ``out`` if given), in ``hc``'s dtype. With no non-ideality: :func:`state_sequence` bit for bit.
+    """
+    xp = array_namespace(hc)
+    hs = xp.empty(hc.shape, dtype=hc.dtype, device=device(hc)) if out is None else out
+    h = h0
+    for t in range(hc.shape[0]):                         # every step depends on the one before
+        h, _ = state_update_sc(h, k[t], hc[t], b_z=b_z, fmt_h=fmt_h, z_eff=z_eff, leak=leak, offset=offset,
+                               noise=None if noise is None else noise[t])
+        hs[t] = h
+    return hs
 
 
 def gate(acc: np.ndarray, frac: int, bits: int, rounding: Rounding | str, *,
@@ -109,15 +140,16 @@ def gate(acc: np.ndarray, frac: int, bits: int, rounding: Rounding | str, *,
     """
     if offset is None and noise is None:
         return gate_code(acc, frac, bits, rounding)
+    xp = _ns(acc)
     s = frac - bits + 2
-    x = acc * (2.0 ** -s)
+    x = xp.astype(acc, xp.float64) * (2.0 ** -s)
     if offset is not None:
         x = x + offset
     if noise is not None:
         x = x + noise
     lim = 2.0 ** (bits + 1)                # beyond this k clips anyway; keeps the cast in range
-    k = round_real(np.clip(x, -lim, lim), rounding, dtype) + (1 << (bits - 1))
-    return np.clip(k, 0, (1 << bits) - 1)
+    k = round_real(xp.clip(x, -lim, lim), rounding, dtype) + (1 << (bits - 1))
+    return xp.clip(k, 0, (1 << bits) - 1)
 
 
 def heaviside(h: np.ndarray, f_out: int, *, offset: np.ndarray | float | None = None,
@@ -128,9 +160,10 @@ def heaviside(h: np.ndarray, f_out: int, *, offset: np.ndarray | float | None = 
     if offset is None and noise is None:
         xp = array_namespace(h)
         return xp.astype(h > 0, h.dtype) << f_out
-    x = h.astype(np.float64)
+    xp = _ns(h)
+    x = xp.astype(h, xp.float64)
     if offset is not None:
         x = x + offset
     if noise is not None:
         x = x + noise
-    return (x > 0).astype(h.dtype) << f_out
+    return xp.astype(x > 0, h.dtype) << f_out

@@ -524,11 +524,8 @@ class Network:
             noise = None
             if chip.sigma_update is not None:
                 noise = chip.sigma_update * st.streams[(i, "update")].standard_normal(hc.shape)
-            hs = np.empty(hc.shape, self.wdt)
-            h = h0
-            for t in range(k.shape[0]):                                   # the only loop over time
-                h, _ = update(h, k[t], hc[t], None if noise is None else noise[t])
-                hs[t] = h
+            hs = mingru.state_sequence_sc(h0, k, hc, b_z=bz, fmt_h=F.h, z_eff=chip.z_eff, leak=chip.leak,
+                                          offset=chip.offset, noise=noise, out=np.empty(hc.shape, self.wdt))
         st.h[i] = hs[-1]
         # saturation events, counted in bulk. A clipped state sits at a range limit, so if no state
         # of the chunk touches one nothing was clipped (the exact update never clips: h + z(hc - h)

@@ -53,7 +53,7 @@ import numpy as np
 from spec.arch import Arch, Formats
 
 __all__ = ["K_B", "Thermal", "Mismatch", "Leakage", "ChargeInjection", "Comparator", "ReferenceLevels",
-           "NoiseModel", "Chip", "LayerChip", "STREAM_KINDS"]
+           "NoiseModel", "Chip", "LayerChip", "STREAM_KINDS", "resolve"]
 
 #: Boltzmann constant, J/K.
 K_B = 1.380649e-23
@@ -322,6 +322,40 @@ class NoiseModel:
     def replace(self, **changes: Any) -> "NoiseModel":
         return dataclasses.replace(self, **changes)
 
+    # -- JSON --------------------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        """Every field; a non-ideality as the dict of its fields, or None where absent. Strict JSON:
+        an infinite value (``Leakage.r_off`` of :meth:`zero`) is written as the string ``"inf"``."""
+        def num(v: Any) -> Any:
+            return ("inf" if v > 0 else "-inf") if isinstance(v, float) and math.isinf(v) else v
+        return {f.name: ({k: num(x) for k, x in dataclasses.asdict(v).items()} if dataclasses.is_dataclass(v)
+                         else num(v))
+                for f in dataclasses.fields(self) for v in [getattr(self, f.name)]}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "NoiseModel":
+        """Inverse of :meth:`to_json`. A missing non-ideality is absent (None); a missing field of
+        a present one takes its default; unknown names are refused."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a noise model is a JSON object, not {type(d).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        bad = sorted(set(d) - names)
+        if bad:
+            raise ValueError(f"unknown NoiseModel field(s) {bad}; known: {sorted(names)}")
+        kw: dict[str, Any] = {}
+        for k, v in d.items():
+            part = _PARTS.get(k)
+            if part is None or v is None:
+                kw[k] = v
+                continue
+            if not isinstance(v, dict):
+                raise ValueError(f"NoiseModel.{k} must be an object of {part.__name__} fields or null, not {v!r}")
+            fields = {f.name for f in dataclasses.fields(part)}
+            if set(v) - fields:
+                raise ValueError(f"unknown {part.__name__} field(s) {sorted(set(v) - fields)}; known: {sorted(fields)}")
+            kw[k] = part(**{n: (float(x) if x in ("inf", "-inf") else x) for n, x in v.items()})
+        return cls(**kw)
+
     # -- unit conversions ------------------------------------------------------------------------
     def v_lsb_h(self, fmts: Formats) -> float:
         """Volts per LSB of the state ``h`` (and candidate)."""
@@ -412,3 +446,35 @@ class NoiseModel:
                         d = err[inv].reshape(w.shape)
                     setattr(lc, "d" + name, d)
         return Chip(self, layers)
+
+
+#: The non-idealities of :class:`NoiseModel`, by field name.
+_PARTS: dict[str, type] = {"thermal": Thermal, "mismatch": Mismatch, "leakage": Leakage,
+                           "injection": ChargeInjection, "comparator": Comparator, "references": ReferenceLevels}
+
+
+def resolve(spec: "str | NoiseModel | None", seed: int | None = None) -> NoiseModel | None:
+    """What a user writes for a noise model: ``'default'`` (:meth:`NoiseModel.default`), ``'zero'``
+    (:meth:`NoiseModel.zero`), ``'none'``/``None`` (no noise model), a path to a JSON file
+    (:meth:`NoiseModel.from_json`), or a :class:`NoiseModel` itself. ``seed``: replaces its seed."""
+    if spec is None or isinstance(spec, NoiseModel):
+        model = spec
+    elif spec == "none":
+        model = None
+    elif spec == "default":
+        model = NoiseModel.default()
+    elif spec == "zero":
+        model = NoiseModel.zero()
+    else:
+        import json
+        from pathlib import Path
+        p = Path(spec)
+        if not p.is_file():
+            raise ValueError(f"noise model {spec!r}: not 'default', 'zero', 'none' or a JSON file")
+        try:
+            model = NoiseModel.from_json(json.loads(p.read_text()))
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"noise model {spec}: {e}") from None
+    if model is not None and seed is not None:
+        model = model.replace(seed=seed)
+    return model

@@ -27,8 +27,13 @@ _F53 = 2 ** 53
 
 
 def xp_dtype(xp, dt) -> object:
-    """The dtype of namespace ``xp`` named like NumPy dtype ``dt`` (e.g. int32 -> ``xp.int32``)."""
-    return getattr(xp, np.dtype(dt).name)
+    """The dtype of namespace ``xp`` named like NumPy dtype ``dt`` (e.g. int32 -> ``xp.int32``);
+    a dtype of another library (``torch.int64``) is taken as it is."""
+    try:
+        name = np.dtype(dt).name
+    except TypeError:
+        return dt
+    return getattr(xp, name)
 
 
 class OnDevice:
