@@ -39,6 +39,7 @@ from spec.bundle import Bundle
 from spec.fixedpoint import quantize_real
 
 from . import kernels
+from .noise import ChipSampler, LayerNoise, draw_chip
 from .quant import fq_act, fq_gate, fq_weight, heaviside
 from .scan import linear_scan_sequential
 
@@ -227,6 +228,11 @@ class MinGRU(nn.Module):
     LSB around ``hc`` for a slow gate ``k``, something the real-valued scan does not have. The
     forward pass then uses the exact integer state sequence and the backward pass the scan's
     gradient (a straight-through estimator for the whole recurrence).
+
+    Noise-aware training (``nz``, one layer of a chip instance, :mod:`models.noise`): the gate,
+    the candidate and the state take the values of the noisy chip (reference-level errors and
+    comparator noise in the gate, kT/C in the candidate, :func:`sim.mingru.state_sequence_sc` for
+    the state), their gradients stay the clean path's (straight through), as for the exact state.
     """
 
     exact_state = True
@@ -242,21 +248,30 @@ class MinGRU(nn.Module):
             self.wz.bias.copy_(4.0 * (z - 0.5))
             self.wz.weight.mul_(0.5)
 
-    def gate_and_candidate(self, u: torch.Tensor, q: _Q):
-        z = q.gate(q.lin(u, self.wz, "w_rnn"))
-        hc = q.a(q.lin(u, self.wh, "w_rnn"), "h")
+    def gate_and_candidate(self, u: torch.Tensor, q: _Q, nz: LayerNoise | None = None):
+        x = q.lin(u, self.wz, "w_rnn")
+        y = q.lin(u, self.wh, "w_rnn")
+        z = q.gate(x)
+        hc = q.a(y, "h")
+        if nz is not None:                     # the noisy chip's values, the clean path's gradients
+            ud = u.detach()
+            z = z + (nz.gate(x.detach(), ud, q.gate_bits, q.fmts.h.rounding) - z).detach()
+            hc = hc + (nz.candidate(y.detach(), ud, q.fmts.h) - hc).detach()
         return z, hc
 
-    def forward(self, u: torch.Tensor, q: _Q, sequential: bool = False) -> torch.Tensor:
-        z, hc = self.gate_and_candidate(u, q)
+    def forward(self, u: torch.Tensor, q: _Q, sequential: bool = False, nz: LayerNoise | None = None
+                ) -> torch.Tensor:
+        nz = nz if q.on else None
+        z, hc = self.gate_and_candidate(u, q, nz)
         scan = linear_scan_sequential if sequential else kernels.linear_recurrence
         h = scan(1.0 - z, z * hc)              # h_t = (1 - z_t) h_{t-1} + z_t hc_t
-        if q.on and self.exact_state:
+        if q.on and (self.exact_state or nz is not None):
             fh, bz = q.fmts.h, q.gate_bits
             k = torch.round(z.detach() * 2.0 ** bz).long()
             hc_codes = torch.round(hc.detach() * 2.0 ** fh.frac).long()
             with torch.no_grad():                # (B, T, H) codes: sim.mingru.state_sequence or its kernel
-                states = kernels.sc_state_sequence(k, hc_codes, bz, fh)
+                states = kernels.sc_state_sequence(k, hc_codes, bz, fh) if nz is None else \
+                    nz.states(k, hc_codes, bz, fh)       # sim.mingru.state_sequence_sc, the chip's errors
             h_chip = states.to(h.dtype) * 2.0 ** -fh.frac
             return h + (h_chip - h).detach()
         return q.a(h, "h")
@@ -355,7 +370,8 @@ class MGRADELayer(nn.Module):
         self.mix = Mixer(H, arch.mix_width, arch.mix) if arch.mix != "none" else None
         self.norm = ChannelNorm(H, gain_range=gain_range) if arch.norm == "affine" else None
 
-    def forward(self, a: torch.Tensor, mask, q: _Q, sequential: bool = False) -> torch.Tensor:
+    def forward(self, a: torch.Tensor, mask, q: _Q, sequential: bool = False, nz: LayerNoise | None = None
+                ) -> torch.Tensor:
         arch = self.arch
         if self.conv is not None:
             s = q.a(a, "dl")                                               # delay-line sample
@@ -364,11 +380,13 @@ class MGRADELayer(nn.Module):
                 u = q.a(u + a, "act")
         else:
             u = a
-        h = self.rnn(u, q, sequential)                                     # minGRU
+        h = self.rnn(u, q, sequential, nz)                                 # minGRU
         if arch.rnn_out == "linear":
             o = q.a(h, "act")
         else:
             o = heaviside(h)
+            if nz is not None and q.on and nz.has_heaviside:               # comparator offset + noise
+                o = o + (nz.heaviside(h.detach(), q.fmts.h) - o).detach()
         r = q.a(o + u, "act") if arch.skip else o
         if self.mix is not None:
             m = self.mix(r, q)
@@ -387,7 +405,15 @@ class MGRADE(nn.Module):
 
     Parameters beyond the architecture: ``interp`` ('gauss' | 'linear') and ``sigma`` of the
     learnable-delay kernel, ``formats`` the fixed-point formats used by :meth:`quantize`.
+
+    Noise-aware training: :meth:`set_noise` gives the model a :class:`models.noise.ChipSampler`
+    (``model.noise``); then every forward of the quantised model in training mode draws a new
+    chip instance and fresh dynamic noise (:mod:`models.noise`). Evaluation (``eval()``: the
+    integer path; ``path='float'``) stays noise-free, and so does everything exported.
     """
+
+    #: noise-aware training's chips (:meth:`set_noise`); None: noise-free
+    noise: ChipSampler | None = None
 
     def __init__(self, arch: Arch, formats: Formats | None = None, interp: str = "gauss",
                  sigma: float | None = None):
@@ -444,6 +470,22 @@ class MGRADE(nn.Module):
     def _q(self) -> _Q:
         return _Q(self.formats if self.quantized else None, self.arch.gate_bits)
 
+    def set_noise(self, noise, seed: int = 0) -> "MGRADE":
+        """Noise-aware training at ``noise`` (a :class:`sim.NoiseModel`, a
+        :class:`models.noise.ChipSampler`, or None for none): from now on each forward pass of the
+        quantised model in training mode sees a new chip instance (static errors drawn by
+        ``noise.realize``, chip ``n`` seeded from ``seed`` and ``n``) and fresh dynamic noise
+        (a torch generator seeded by ``seed``). Not part of the state dict or the bundle."""
+        self.noise = noise if noise is None or isinstance(noise, ChipSampler) else ChipSampler(noise, seed)
+        return self
+
+    def draw_noise(self, device) -> list[LayerNoise] | None:
+        """The next chip instance per layer, if this forward is noise-aware (quantised, training,
+        a noise model set), else None."""
+        if self.noise is None or not self.quantized or not self.training:
+            return None
+        return draw_chip(self, self.noise, device, self.decoder.weight.dtype)
+
     # -- forward ---------------------------------------------------------------------------------
     def encode(self, x: torch.Tensor, q: _Q) -> torch.Tensor:
         if self.arch.encoder == "embedding":
@@ -458,8 +500,9 @@ class MGRADE(nn.Module):
         B, T = x.shape[0], x.shape[1]
         mask = seq_mask(lengths, B, T, x.device)
         a = self.encode(x, q)
-        for layer in self.layers:
-            a = layer(a, mask, q, sequential)
+        chip = self.draw_noise(x.device)
+        for i, layer in enumerate(self.layers):
+            a = layer(a, mask, q, sequential, None if chip is None else chip[i])
         return q.a(q.lin(a, self.decoder, "w_out"), "logit")
 
     def readout(self, steps: torch.Tensor, lengths=None) -> torch.Tensor:

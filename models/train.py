@@ -18,6 +18,13 @@
 default, or ``minimalist``, which also fixes the arch flags MINIMALIST dictates and refuses a
 conflicting one); the bundle records them and ``meta['formats_preset']``.
 
+``--noise default|zero|FILE.json`` makes the QAT phase noise-aware (:mod:`models.noise`): every
+training batch sees a new chip instance of that :class:`sim.NoiseModel` (static errors drawn by its
+``realize``) and fresh dynamic noise, values from the noisy chip, gradients straight through;
+``--noise-seed`` seeds the sequence of chips (default ``--seed``). Validation, test and export
+stay noise-free (the exported bundle equals ``sim/`` bit for bit); the bundle records the noise
+model in ``meta['noise']`` and ``meta['noise_seed']``.
+
 A checkpoint ``OUT/last.pt`` is written after every epoch (``OUT/float.pt`` at the end of the
 float phase); ``--resume`` continues from ``OUT/last.pt``.
 """
@@ -40,6 +47,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from data.tasks import TASKS, Split, TaskInfo, batches, load_split, task_info
+from sim.noise import NoiseModel
+from sim.noise import resolve as resolve_noise
 from spec.arch import Arch, ArchError, Formats, memory_footprint
 from spec.bundle import Bundle, save_bundle
 from spec.presets import PRESETS
@@ -79,6 +88,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help=f"the chip's fixed-point formats: a preset of spec.presets ({', '.join(PRESETS)}; a "
                         "preset may also fix arch flags, e.g. minimalist: no skip/mix/conv/norm, heaviside) or "
                         "a JSON file with a bundle header's 'formats' object")
+    g = ap.add_argument_group("noise-aware training (sim.NoiseModel)")
+    g.add_argument("--noise", default="none", metavar="default|zero|none|FILE.json",
+                   help="QAT-phase chip non-idealities: NoiseModel.default(), NoiseModel.zero() (every magnitude "
+                        "zero: bit for bit the noise-free training), none, or a JSON file of NoiseModel.to_json(); "
+                        "each training batch sees a new chip instance and fresh dynamic noise")
+    g.add_argument("--noise-seed", type=int, default=None, help="seed of the chip sequence (default: --seed)")
     g = ap.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=10, help="float-phase epochs")
     g.add_argument("--qat-epochs", type=int, default=2, help="hardware-aware epochs")
@@ -116,6 +131,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     apply_formats_arg(ap, args, argv)
+    try:
+        resolve_noise(args.noise)
+    except ValueError as e:
+        ap.error(f"--noise: {e}")
+    if args.noise_seed is not None and args.noise_seed < 0:
+        ap.error(f"--noise-seed must be >= 0, not {args.noise_seed}")
     return args
 
 
@@ -322,6 +343,13 @@ class Run:
     class_w: torch.Tensor | None  # per-class loss weights (--class-weights), else None
     t_start: float              # time.time() at the start
     preset: str = "mgrade-hw"   # name of the formats preset (``file:PATH`` for a JSON file)
+    noise: NoiseModel | None = None   # noise-aware QAT (``--noise``), None: noise-free
+    noise_seed: int = 0         # seed of the chip sequence (``--noise-seed``, default ``--seed``)
+
+    def noise_meta(self) -> dict:
+        """What the bundle and ``metrics.json`` record of the noise-aware training."""
+        return {"noise": None if self.noise is None else self.noise.to_json(),
+                "noise_seed": None if self.noise is None else self.noise_seed}
 
     @property
     def steps_per_epoch(self) -> int:
@@ -445,8 +473,15 @@ def start_run(args: argparse.Namespace) -> tuple[Run, MGRADE]:
     print(f"[train] {arch}\n[train] formats {preset.name}: "
           + ", ".join(f"{k} {getattr(fmts, k).name}" for k in ("w_rnn", "bias", "h", "act"))
           + f"\n[train] {n_params} parameters; chip memory {memory_footprint(arch, fmts)}")
+    noise = resolve_noise(args.noise)
+    noise_seed = args.seed if args.noise_seed is None else args.noise_seed
+    if noise is not None:
+        model.set_noise(noise, noise_seed)
+        lsb = ", ".join(f"{k} {v:.3g}" for k, v in noise.describe(arch, fmts).items())
+        print(f"[train] noise-aware QAT at --noise {args.noise} (noise seed {noise_seed}), in LSB: {lsb or 'none'}"
+              + ("" if args.qat_epochs else "; no QAT epochs, so no batch sees it"))
     run = Run(args, out, device, data, arch, fmts, n_params, sigma0,
-              class_weights(args, data.train, data.info.n_classes, device), t_start, preset.name)
+              class_weights(args, data.train, data.info.n_classes, device), t_start, preset.name, noise, noise_seed)
     return run, model
 
 
@@ -519,7 +554,8 @@ def save_state(run: Run, state: TrainState, path: Path) -> None:
         "metrics": state.metrics, "task": run.args.task, "data": run.data.meta, "args": vars(run.args),
         "input": run.input_meta(),
         "rng": {"numpy": state.rng.bit_generator.state, "torch_gen": state.gen.get_state(),
-                "torch": torch.get_rng_state()}})
+                "torch": torch.get_rng_state(),
+                "noise": None if state.model.noise is None else state.model.noise.state_dict()}})
 
 
 def qat_optimizer(run: Run, model: MGRADE) -> torch.optim.Optimizer:
@@ -549,6 +585,11 @@ def resume(run: Run, state: TrainState, path: Path) -> None:
     state.rng.bit_generator.state = ck["rng"]["numpy"]
     state.gen.set_state(ck["rng"]["torch_gen"].cpu())      # map_location may have moved them
     torch.set_rng_state(ck["rng"]["torch"].cpu())
+    if model.noise is not None and ck["rng"].get("noise") is not None:
+        try:
+            model.noise.load_state_dict(ck["rng"]["noise"])       # the chip sequence goes on
+        except ValueError as e:
+            print(f"[train] {e}: the chip sequence restarts")
     print(f"[train] resumed from {path} at epoch {state.epoch} ({'QAT' if model.quantized else 'float'} phase)")
 
 
@@ -685,7 +726,7 @@ def make_bundle(run: Run, state: TrainState, qmodel: MGRADE, commit: str | None)
     """The weight bundle of the quantised model (moved to the CPU), with the run's meta."""
     meta = {"task": run.args.task, "data": run.data.meta, "metrics": state.metrics, "train_args": vars(run.args),
             "input": run.input_meta(), "formats": run.fmts.to_json(), "formats_preset": run.preset,
-            "git_commit": commit,
+            **run.noise_meta(), "git_commit": commit,
             "source": "python -m models.train"}
     return bundle_from_model(qmodel.cpu(), meta=json.loads(json.dumps(meta, default=str)))
 
@@ -704,7 +745,7 @@ def measure_sim(run: Run, state: TrainState, bundle: Bundle) -> None:
 def write_metrics(run: Run, state: TrainState, result: TrainResult, commit: str | None) -> Path:
     """``OUT/metrics.json``: the run's summary, records and settings."""
     summary = {"task": run.args.task, "arch": run.arch.to_json(), "formats": run.fmts.to_json(),
-               "formats_preset": run.preset, "params": run.n_params,
+               "formats_preset": run.preset, **run.noise_meta(), "params": run.n_params,
                "memory_bits": memory_footprint(run.arch, run.fmts), "data": run.data.meta, **result.summary(),
                "metrics": state.metrics, "history": state.history, "args": vars(run.args),
                "device": str(run.device), "wall_s": round(time.time() - run.t_start, 1), "git_commit": commit}
