@@ -122,10 +122,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     g.add_argument("--out", required=True, help="run folder (checkpoints, metrics.json)")
     g.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    g.add_argument("--init", default=None, metavar="CKPT",
+    g.add_argument("--init", default=None, metavar="CKPT|BUNDLE.npz",
                    help="start from another run's weights (a checkpoint such as RUN/float.pt): transfer "
                         "learning; tensors whose name or shape differ (the decoder of a task with other "
-                        "classes) keep their fresh initialisation")
+                        "classes) keep their fresh initialisation. A weight bundle (.npz) of the same arch and "
+                        "formats starts the QAT phase from its integer weights (needs --epochs 0): e.g. "
+                        "noise-aware fine-tuning of a shipped bundle with --noise default")
     g.add_argument("--export", default=None, help="write the weight bundle here at the end")
     g.add_argument("--no-sim", action="store_true", help="skip the sim/ accuracy at the end")
     g.add_argument("--no-progress", action="store_true")
@@ -467,7 +469,9 @@ def start_run(args: argparse.Namespace) -> tuple[Run, MGRADE]:
         raise SystemExit(f"--formats {args.formats}: {e}") from None
     sigma0 = args.sigma0 if args.sigma0 is not None else max(args.sigma_end, arch.d_max / (2 * max(arch.taps, 1)))
     model = MGRADE(arch, fmts, interp=args.interp, sigma=sigma0).to(device)
-    if args.init:
+    if args.init and Path(args.init).suffix == ".npz":
+        init_from_bundle(model, Path(args.init), args)
+    elif args.init:
         init_from(model, Path(args.init), device)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"[train] {arch}\n[train] formats {preset.name}: "
@@ -483,6 +487,24 @@ def start_run(args: argparse.Namespace) -> tuple[Run, MGRADE]:
     run = Run(args, out, device, data, arch, fmts, n_params, sigma0,
               class_weights(args, data.train, data.info.n_classes, device), t_start, preset.name, noise, noise_seed)
     return run, model
+
+
+def init_from_bundle(model: MGRADE, path: Path, args: argparse.Namespace) -> None:
+    """Start the QAT phase from a weight bundle's integer tensors (same arch and formats)."""
+    from spec.bundle import load_bundle
+    if not path.is_file():
+        raise SystemExit(f"--init {path}: no such bundle")
+    b = load_bundle(path)
+    for what, theirs, ours in (("arch", b.arch, model.arch), ("formats", b.formats, model.formats)):
+        if theirs != ours:
+            raise SystemExit(f"--init {path}: the bundle's {what} differs from this run's:\n  bundle {theirs}\n"
+                             f"  run    {ours}\ngive the flags the bundle was trained with (meta['train_args'])")
+    if args.epochs:
+        raise SystemExit(f"--init {path}: a bundle is a quantised model; give --epochs 0 (QAT epochs only)")
+    model.load_integer_tensors(b.tensors)
+    model.quantize(train_delays=args.qat_train_delays)
+    print(f"[train] init from bundle {path} (QAT phase from its integer weights; "
+          f"its accuracy {b.meta.get('accuracy')})")
 
 
 def init_from(model: MGRADE, path: Path, device) -> None:
@@ -565,8 +587,8 @@ def qat_optimizer(run: Run, model: MGRADE) -> torch.optim.Optimizer:
 
 def new_state(run: Run, model: MGRADE) -> TrainState:
     a = run.args
-    return TrainState(model, make_optimizer(model, a.lr, a.wd, a.pos_lr_mult), np.random.default_rng(a.seed),
-                      torch.Generator().manual_seed(a.seed))
+    opt = qat_optimizer(run, model) if model.quantized else make_optimizer(model, a.lr, a.wd, a.pos_lr_mult)
+    return TrainState(model, opt, np.random.default_rng(a.seed), torch.Generator().manual_seed(a.seed))
 
 
 def resume(run: Run, state: TrainState, path: Path) -> None:

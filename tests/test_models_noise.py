@@ -248,6 +248,20 @@ def test_cli_noise_aware_training(tmp_path):
     m = model_from_bundle(b)
     x = torch.randint(-3000, 3000, (2, 30, 1))
     assert torch.equal(m.run_integer(x).step_logits, torch.from_numpy(Network(b).run(x.numpy()).step_logits))
+    # noise-aware fine-tuning of a bundle: --init BUNDLE.npz --epochs 0
+    out2, b2_path = tmp_path / "ft", tmp_path / "ft.npz"
+    ft = args[:args.index("--out")] + ["--out", str(out2), "--no-progress", "--seed", "2", "--noise", "default",
+                                        "--init", str(bundle_path), "--qat-epochs", "1", "--export", str(b2_path)]
+    with pytest.raises(SystemExit, match="--epochs 0"):
+        mtrain.main(ft + ["--epochs", "1"])
+    with pytest.raises(SystemExit, match="arch differs"):
+        mtrain.main(ft + ["--epochs", "0", "--hidden", "6"])
+    assert mtrain.main(ft + ["--epochs", "0"]) == 0
+    m2 = json.loads((out2 / "metrics.json").read_text())
+    assert [h["phase"] for h in m2["history"]] == ["qat"] and m2["sim_test_acc"] == m2["qat_test_acc"]
+    b2 = load_bundle(b2_path)
+    assert b2.meta["noise_seed"] == 2 and b2.arch == b.arch
+    assert any(not np.array_equal(b.tensors[k], b2.tensors[k]) for k in b.tensors)      # it trained
 
 
 def test_cli_noise_arguments(tmp_path, capsys):
