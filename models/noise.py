@@ -40,6 +40,7 @@ also the ``Wz``, ``Wh`` codes copied to the host), a few small host-to-device co
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -110,6 +111,13 @@ class ChipSampler:
         self.chips = int(state["chips"])
         self._gen = {}
         self._gen_state = {k: v.cpu() for k, v in state.get("generators", {}).items()}
+
+    def __deepcopy__(self, memo) -> "ChipSampler":
+        """A copy that continues the same sequence (generators re-created from their states, so a
+        model on any device deep-copies)."""
+        new = copy.copy(self)
+        new._gen, new._gen_state = {}, {k: v.clone() for k, v in self.state_dict()["generators"].items()}
+        return new
 
     def __repr__(self) -> str:
         return f"ChipSampler(seed={self.seed}, chips={self.chips}, noise={self.noise!r})"
