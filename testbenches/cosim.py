@@ -25,16 +25,7 @@ from spec.bundle import Bundle
 from spec.fixedpoint import saturate
 
 from . import layouts
-from .build import (
-    BUILD,
-    TOP,
-    build_cocotb,
-    build_harness,
-    ensure_path,
-    run_cocotb_test,
-    verilog_feeder,
-    verilog_for,
-)
+from .build import BUILD, TOP, build_cocotb, build_harness, ensure_path, run_cocotb_test, verilog_feeder, verilog_for
 
 __all__ = ["Expected", "expected", "run_cocotb", "run_harness", "localise", "CosimResult", "build_stream",
            "cfg_words"]
