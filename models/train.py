@@ -243,10 +243,14 @@ def parse_opts(items: list[str]) -> dict:
 
 
 def augment_audio(x: torch.Tensor, gen: torch.Generator, max_shift: int = 1600) -> torch.Tensor:
-    """Random circular-free time shift (zero fill) and gain on (B, T, frame) int codes."""
+    """Random circular-free time shift (zero fill) and gain on (B, T, frame) int codes.
+
+    The shift is at most ``max_shift`` samples and at most a tenth of the clip (1,600 samples of a
+    1-second 16 kHz clip either way), so short clips are shifted in proportion, never past their end."""
     B, T, Fr = x.shape
     flat = x.reshape(B, T * Fr).to(torch.float32)
     out = torch.zeros_like(flat)
+    max_shift = min(max_shift, (T * Fr) // 10)
     shifts = torch.randint(-max_shift, max_shift + 1, (B,), generator=gen).tolist()
     gains = (0.6 + 0.8 * torch.rand(B, generator=gen)).tolist()
     n = T * Fr

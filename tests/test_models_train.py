@@ -96,3 +96,18 @@ def test_cli_train_export_resume(tmp_path, capsys):
     correct = sum(int((m(torch.from_numpy(x), torch.from_numpy(lengths)).argmax(-1).numpy() == y).sum())
                   for x, y, lengths in batches(split, 64))
     assert correct / len(split) == metrics["qat_test_acc"]
+
+
+def test_augment_audio_short_clips_and_bounds():
+    """Shift and gain keep the shape and dtype, stay in int16, and never run past a short clip's end."""
+    from models.train import augment_audio
+    gen = torch.Generator().manual_seed(0)
+    for T in (1, 7, 64, 16000):
+        x = torch.randint(-32768, 32768, (4, T, 1), dtype=torch.int64)
+        y = augment_audio(x, gen)
+        assert y.shape == x.shape and y.dtype == x.dtype
+        assert int(y.min()) >= -32768 and int(y.max()) <= 32767
+    x = torch.full((64, 16000, 1), 1000, dtype=torch.int64)
+    y = augment_audio(x, gen)
+    lead = (y[:, :, 0] == 0).int().argmin(dim=1)        # zero fill before a positive shift
+    assert int(lead.max()) <= 1600
