@@ -1,7 +1,7 @@
 """Co-simulation of ``rtl`` against ``sim`` on whole sequences: build, run, compare, localise.
 
-:func:`run_cocotb` streams sequences through the Verilator model under cocotb
-(:mod:`testbenches.tb_network`), comparing every per-step output (step logits and the running
+:func:`run_cocotb` streams sequences through the design under cocotb (:mod:`testbenches.tb_network`)
+in Verilator (default) or Icarus Verilog (``simulator='icarus-2005'|'icarus-2012'``), comparing every per-step output (step logits and the running
 logit accumulator) with :class:`sim.Network` bit for bit. On a mismatch, :func:`localise`
 rebuilds the design with the trace port and FST tracing and re-runs the failing sequence in the
 plain C++ harness (:file:`testbenches/harness.cpp`), compares every intermediate of every layer
