@@ -1,13 +1,14 @@
 """Co-simulation of ``rtl`` against ``sim`` on whole sequences: build, run, compare, localise.
 
-:func:`run_cocotb` streams sequences through the design under cocotb (:mod:`testbenches.tb_network`)
-in Verilator (default) or Icarus Verilog (``simulator='icarus-2005'|'icarus-2012'``), comparing every per-step output (step logits and the running
-logit accumulator) with :class:`sim.Network` bit for bit. On a mismatch, :func:`localise`
-rebuilds the design with the trace port and FST tracing and re-runs the failing sequence in the
-plain C++ harness (:file:`testbenches/harness.cpp`), compares every intermediate of every layer
-with ``sim``'s trace and reports the first differing (step, tensor, channel), both values, and
-an FST waveform of the steps around it. :func:`run_harness` runs the same job without Python
-(the speed reference of ``benchmarks/bench_rtl.py``).
+:func:`run_cocotb` streams sequences through the design under cocotb (:mod:`testbenches.tb_network`),
+in Verilator (default) or Icarus Verilog (``simulator='icarus-2005'|'icarus-2012'``), comparing
+every per-step output (step logits and the running logit accumulator) with :class:`sim.Network`
+bit for bit. On a mismatch, :func:`localise` rebuilds the design with the trace port and FST
+tracing and re-runs the failing sequence in the plain C++ harness (:file:`testbenches/harness.cpp`),
+compares every intermediate of every layer with ``sim``'s trace and reports the first differing
+(step, tensor, channel), both values, and an FST waveform of the steps around it.
+:func:`run_harness` runs the same job without Python (the speed reference of
+``benchmarks/bench_rtl.py``).
 """
 from __future__ import annotations
 
