@@ -38,10 +38,9 @@ def _grads(fn, a, b, h0, w):
     return (h.detach(),) + torch.autograd.grad((h * w).sum(), leaves, allow_unused=True, materialize_grads=True)
 
 
-# --- linear_recurrence: fallback -----------------------------------------------------------
-@pytest.mark.parametrize("T", [1, 7, 64, 300])
-def test_linear_recurrence_fallback_matches_sequential(T):
-    a, b, h0 = _abh(2, T, 5)
+def _assert_matches_sequential(a, b, h0):
+    """kernels.linear_recurrence == linear_scan_sequential, forward and every gradient, with and
+    without an initial state."""
     w = torch.randn_like(b)
     for init in (None, h0):
         def fn(a_, b_, h_, with_h0=init is not None):      # bound now, not at call time
@@ -50,9 +49,14 @@ def test_linear_recurrence_fallback_matches_sequential(T):
         def ref(a_, b_, h_, with_h0=init is not None):
             return linear_scan_sequential(a_, b_, h_ if with_h0 else None)
 
-        got, want = _grads(fn, a, b, h0, w), _grads(ref, a, b, h0, w)
-        for x, y in zip(got, want, strict=True):
+        for x, y in zip(_grads(fn, a, b, h0, w), _grads(ref, a, b, h0, w), strict=True):
             assert torch.allclose(x, y, atol=TOL, rtol=0)
+
+
+# --- linear_recurrence: fallback -----------------------------------------------------------
+@pytest.mark.parametrize("T", [1, 7, 64, 300])
+def test_linear_recurrence_fallback_matches_sequential(T):
+    _assert_matches_sequential(*_abh(2, T, 5))
 
 
 def test_linear_recurrence_fallback_gradcheck():
@@ -86,17 +90,7 @@ def fused_on_cpu(monkeypatch):
 
 
 def test_linear_recurrence_function_backward(fused_on_cpu):
-    a, b, h0 = _abh(3, 50, 4)
-    w = torch.randn_like(b)
-    for init in (None, h0):
-        def fn(a_, b_, h_, with_h0=init is not None):      # bound now, not at call time
-            return kernels.linear_recurrence(a_, b_, h_ if with_h0 else None)
-
-        def ref(a_, b_, h_, with_h0=init is not None):
-            return linear_scan_sequential(a_, b_, h_ if with_h0 else None)
-
-        for x, y in zip(_grads(fn, a, b, h0, w), _grads(ref, a, b, h0, w), strict=True):
-            assert torch.allclose(x, y, atol=TOL, rtol=0)
+    _assert_matches_sequential(*_abh(3, 50, 4))
     tiny = tuple(t.requires_grad_() for t in _abh(2, 6, 3, seed=1))
     assert torch.autograd.gradcheck(kernels.linear_recurrence, tiny)
 
