@@ -178,7 +178,8 @@ def _bundle(name: str, sd: StreamDef, info, bundle_path, small: bool, seed: int)
         misfit = bundle_misfit(b, info, info.kind)
         if misfit:
             raise ValueError(f"{path}: this bundle does not fit {name} (task {sd.task}): " + "; ".join(misfit))
-        where = path.relative_to(REPO) if path.resolve().is_relative_to(REPO) else path
+        full = path.resolve()                  # a relative BUNDLE= is relative to the working directory
+        where = full.relative_to(REPO) if full.is_relative_to(REPO) else full
         return b, _describe(b, str(where))
     if small:
         arch = small_arch(name, info.d_in, info.n_classes, info.encoder)

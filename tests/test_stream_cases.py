@@ -97,6 +97,14 @@ def test_user_bundle_runs_and_is_named(tmp_path):
     assert str(path) in case.bundle_source and "0.5000 on 4 test" in case.bundle_source
 
 
+def test_user_bundle_given_as_a_relative_path(monkeypatch):
+    """BUNDLE=models/bundles/gsc12.npz (relative to the working directory) names the file in the repo."""
+    from testbenches.build import REPO
+    monkeypatch.chdir(REPO)
+    case = make_case("gsc_stream", n_seqs=1, root="fixture", max_steps=10, bundle_path="models/bundles/gsc12.npz")
+    assert case.bundle_source.startswith("bundle models/bundles/gsc12.npz, recorded sim/ accuracy")
+
+
 def test_user_bundle_that_does_not_fit_is_refused(tmp_path):
     from spec import Arch, random_bundle
     from spec.bundle import save_bundle
