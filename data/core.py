@@ -215,6 +215,21 @@ def unpack_archive(archive: Path | str, progress: bool = True) -> Path:
         return _unpack_locked(archive, name, dest, stamp, fp, progress)
 
 
+@contextlib.contextmanager
+def _staged_dir(dest: Path, prefix: str):
+    """A fresh folder beside ``dest`` to fill; when the block succeeds it replaces ``dest`` in one
+    rename, when it fails it is removed: readers never see a half-written ``dest``."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=dest.parent))
+    try:
+        yield tmp
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _unpack_locked(archive: Path, name: str, dest: Path, stamp: Path, fp: dict, progress: bool) -> Path:
     if stamp.is_file():
         try:
@@ -223,8 +238,7 @@ def _unpack_locked(archive: Path, name: str, dest: Path, stamp: Path, fp: dict, 
         except (OSError, json.JSONDecodeError):
             pass
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=dest.parent))
-    try:
+    with _staged_dir(dest, f".{name}-") as tmp:
         try:
             tf = tarfile.open(archive, "r:*")
         except (tarfile.TarError, OSError, EOFError) as e:
@@ -279,12 +293,6 @@ def _unpack_locked(archive: Path, name: str, dest: Path, stamp: Path, fp: dict, 
                     except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
                         raise DataError(f"{archive}: truncated or corrupt member {m.name!r} ({e})") from e
         (tmp / ".unpacked.json").write_text(json.dumps(fp))
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 
@@ -314,20 +322,13 @@ def cached_dataset(task: str, key: dict[str, Any], build: Callable[[], Dataset],
             except (OSError, ValueError, KeyError):
                 shutil.rmtree(d, ignore_errors=True)
         ds = build()
-        tmp = Path(tempfile.mkdtemp(prefix=f".{h}-", dir=d.parent))
-        try:
+        with _staged_dir(d, f".{h}-") as tmp:
             np.save(tmp / "x.npy", ds.x)
             np.save(tmp / "y.npy", ds.y)
             np.save(tmp / "lengths.npy", ds.lengths)
             np.save(tmp / "ids.npy", np.asarray(ds.ids, dtype=str))
             (tmp / "meta.json").write_text(json.dumps(dict(ds.meta, _classes=list(ds.classes), _key=key),
                                                       indent=1, default=str))
-            if d.exists():
-                shutil.rmtree(d)
-            os.replace(tmp, d)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
     ds.meta["cache"] = str(d)
     return ds
 
