@@ -39,17 +39,26 @@ def _last_row(x, rows, BLOCK_T: tl.constexpr):
 
 
 @triton.jit
-def _fwd_kernel(a_ptr, b_ptr, h0_ptr, h_ptr, T, H,
-                HAS_H0: tl.constexpr, ACC: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_H: tl.constexpr):
+def _program_tile(h0_ptr, T, H, HAS_H0: tl.constexpr, ACC: tl.constexpr, BLOCK_T: tl.constexpr,
+                  BLOCK_H: tl.constexpr):
+    # this program's batch row, its tile's row and channel indices, the channel mask, the row's
+    # offset in the (B, T, H) tensors, and its initial state (0 without h0)
     pid_b, pid_h = tl.program_id(0), tl.program_id(1)
     rows = tl.arange(0, BLOCK_T)
     cols = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
     cmask = cols < H
     base = pid_b.to(tl.int64) * T * H
     if HAS_H0:
-        h = tl.load(h0_ptr + pid_b.to(tl.int64) * H + cols, mask=cmask, other=0.0).to(ACC)
+        h0 = tl.load(h0_ptr + pid_b.to(tl.int64) * H + cols, mask=cmask, other=0.0).to(ACC)
     else:
-        h = tl.zeros([BLOCK_H], dtype=ACC)
+        h0 = tl.zeros([BLOCK_H], dtype=ACC)
+    return pid_b, rows, cols, cmask, base, h0
+
+
+@triton.jit
+def _fwd_kernel(a_ptr, b_ptr, h0_ptr, h_ptr, T, H,
+                HAS_H0: tl.constexpr, ACC: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_H: tl.constexpr):
+    pid_b, rows, cols, cmask, base, h = _program_tile(h0_ptr, T, H, HAS_H0, ACC, BLOCK_T, BLOCK_H)
     for t0 in range(0, T, BLOCK_T):
         t = t0 + rows
         m = (t < T)[:, None] & cmask[None, :]
@@ -69,15 +78,7 @@ def _bwd_kernel(a_ptr, h_ptr, h0_ptr, gh_ptr, ga_ptr, gb_ptr, gh0_ptr, T, H,
     # g_t = dL/dh_t + a_{t+1} g_{t+1};  grad_b_t = g_t;  grad_a_t = g_t h_{t-1};  grad_h0 = a_0 g_0.
     # Tiles are walked from the end; row i of a tile is time t_hi - i, so the reverse recurrence
     # is a forward scan over rows.
-    pid_b, pid_h = tl.program_id(0), tl.program_id(1)
-    rows = tl.arange(0, BLOCK_T)
-    cols = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
-    cmask = cols < H
-    base = pid_b.to(tl.int64) * T * H
-    if HAS_H0:
-        h0 = tl.load(h0_ptr + pid_b.to(tl.int64) * H + cols, mask=cmask, other=0.0).to(ACC)
-    else:
-        h0 = tl.zeros([BLOCK_H], dtype=ACC)
+    pid_b, rows, cols, cmask, base, h0 = _program_tile(h0_ptr, T, H, HAS_H0, ACC, BLOCK_T, BLOCK_H)
     g = tl.zeros([BLOCK_H], dtype=ACC)
     for j in range(0, tl.cdiv(T, BLOCK_T)):
         t = (T - 1 - j * BLOCK_T) - rows
