@@ -8,7 +8,8 @@ localises the first differing (sequence, step, layer, channel) with an FST wavef
 and exits with status 1. ``python -m testbenches.run list`` lists the tests.
 
 Options: ``--seqs N`` sequences (default: 1 clip for gsc_stream and asc_stream, 3 otherwise), ``--steps N``
-cut every sequence to N steps, ``--offset K`` start at example K, ``--small`` a small random
+cut every sequence to N steps, ``--offset K`` start at example K (default 0; for gsc_stream the first
+test clip labelled with a spoken keyword, not ``_silence_``/``_unknown_``), ``--small`` a small random
 architecture (H = 8) instead of the task's own, ``--root fixture`` the committed fixture data,
 ``--bundle FILE.npz`` a user's own exported bundle (``make sim TEST=... BUNDLE=FILE.npz``; refused,
 with what differs, if it does not fit the stream's task), ``--simulator`` ``verilator`` (default),
@@ -42,7 +43,8 @@ def main(argv=None) -> int:
     ap.add_argument("test", nargs="?", default="list")
     ap.add_argument("--seqs", type=int, default=None)
     ap.add_argument("--steps", type=int, default=None)
-    ap.add_argument("--offset", type=int, default=0)
+    ap.add_argument("--offset", type=int, default=None,
+                    help="first test example (default 0; gsc_stream: the first clip labelled with a keyword)")
     ap.add_argument("--small", action="store_true")
     ap.add_argument("--root", default=None)
     ap.add_argument("--seed", type=int, default=0)
@@ -74,7 +76,7 @@ def main(argv=None) -> int:
         print(f"[{args.test}] {e}", file=sys.stderr)
         return 2
     arch = case.bundle.arch
-    print(f"[{args.test}] {len(case.xs)} sequence(s) of {case.data_source}, "
+    print(f"[{args.test}] {len(case.xs)} sequence(s) from example {case.offset} of {case.data_source}, "
           f"{sum(len(x) for x in case.xs)} steps; {case.bundle_source}")
     print(f"[{args.test}] arch: H={arch.hidden} L={arch.layers} K={arch.taps} d_max={arch.d_max} "
           f"E={arch.mix_width} C={arch.n_classes} d_in={arch.d_in} encoder={arch.encoder} mix={arch.mix}")

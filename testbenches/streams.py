@@ -12,6 +12,11 @@ name                task       input                                            
 ``retrieval_stream`` retrieval doc1 SEP doc2 byte ids                           models/bundles/retrieval.npz
 =================== ========== ================================================ ==================
 
+``make sim TEST=gsc_stream`` streams a spoken keyword by default: with no ``offset`` given, a stream
+whose task has filler classes (:data:`FILLER_LABELS`, GSC's ``_silence_`` and ``_unknown_``) starts at
+the first test clip, in file order, whose label is a keyword (:func:`default_offset`); it is chosen by
+label, never by a model's output.
+
 A trained bundle is used when the file exists and fits the task; otherwise a random valid bundle
 (:func:`spec.bundle.random_bundle`) of the task's default architecture, and the summary says so.
 Inputs come from :mod:`data` through :mod:`data.tasks` (the same codes the model and
@@ -30,7 +35,10 @@ from spec.bundle import Bundle, load_bundle, random_bundle
 
 from .build import REPO
 
-__all__ = ["STREAMS", "StreamCase", "make_case", "small_arch", "bundle_misfit"]
+__all__ = ["STREAMS", "StreamCase", "make_case", "small_arch", "bundle_misfit", "default_offset", "FILLER_LABELS"]
+
+#: Classes of keyword-spotting tasks that are no spoken keyword (GSC-12: background noise, other words).
+FILLER_LABELS = ("_silence_", "_unknown_")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,11 +48,12 @@ class StreamDef:
     doc: str
     hidden: int = 32
     d_max: int = 63
+    keyword_first: bool = False     # default first sequence: the first keyword clip (see default_offset)
 
 
 STREAMS: dict[str, StreamDef] = {
     "gsc_stream": StreamDef("gsc12", "gsc12.npz", "Speech Commands (12 classes), 16,000 PCM samples per clip",
-                            hidden=32, d_max=127),
+                            hidden=32, d_max=127, keyword_first=True),
     "asc_stream": StreamDef("asc40", "asc40.npz",
                             "Arabic Speech Commands (40 keywords), 16,000 PCM samples per clip", hidden=32, d_max=127),
     "listops_stream": StreamDef("listops", "listops.npz", "LRA ListOps, token ids, up to 2,000 steps"),
@@ -65,6 +74,7 @@ class StreamCase:
     classes: list
     data_source: str
     pool_size: int      # sequences in the pool actually available (<= the requested pool)
+    offset: int = 0     # index of the first sequence in the pool
 
 
 #: Variants of the small CI architectures: each stream exercises other options of the RTL.
@@ -106,8 +116,16 @@ def _load(task: str, limit: int | None, root):
     raise RuntimeError(f"no data for {task}: " + " | ".join(errors))
 
 
+def default_offset(labels, classes) -> int:
+    """Index of the first example whose label is a keyword, i.e. not in :data:`FILLER_LABELS`
+    (0 when the task has no filler classes or every example is a filler)."""
+    keyword = [c not in FILLER_LABELS for c in classes]
+    hits = [i for i, y in enumerate(np.asarray(labels).tolist()) if keyword[int(y)]]
+    return hits[0] if hits else 0
+
+
 def make_case(name: str, *, n_seqs: int = 1, max_steps: int | None = None, small: bool = False,
-              root=None, seed: int = 0, offset: int = 0, pool: int | None = None,
+              root=None, seed: int = 0, offset: int | None = 0, pool: int | None = None,
               bundle_path=None) -> StreamCase:
     """Sequences ``offset .. offset + n_seqs`` of a pool of ``pool`` test sequences, each cut to ``max_steps``.
 
@@ -116,6 +134,11 @@ def make_case(name: str, *, n_seqs: int = 1, max_steps: int | None = None, small
     ``offset + n_seqs``) so that their slices are disjoint: two different limits draw different
     subsets, which overlap.
 
+    ``offset=None`` is the stream's default first sequence (``make sim``): for a keyword stream
+    (``gsc_stream``) the pool is the whole test split (unless ``pool`` is given) in file order and
+    the first sequence the first clip labelled with a keyword (:func:`default_offset`); for the
+    others sequence 0 of a pool of ``n_seqs``, as ``offset=0``.
+
     The network: ``bundle_path`` (a user's exported bundle), else the stream's shipped bundle, else
     (no shipped bundle yet, or ``small``) a random one of the task's shape, labelled as such. A
     bundle that fails to load or does not fit the task is an error, never replaced.
@@ -123,11 +146,19 @@ def make_case(name: str, *, n_seqs: int = 1, max_steps: int | None = None, small
     if name not in STREAMS:
         raise KeyError(name)
     sd = STREAMS[name]
-    pool = offset + n_seqs if pool is None else pool
-    if not 0 <= offset < pool or n_seqs < 1:
-        raise ValueError(f"make_case: need 0 <= offset < pool and n_seqs >= 1 "
-                         f"(offset {offset}, pool {pool}, n_seqs {n_seqs})")
-    split, source = _load(sd.task, pool, root)
+    if offset is None and sd.keyword_first:
+        if n_seqs < 1:
+            raise ValueError(f"make_case: need n_seqs >= 1 (n_seqs {n_seqs})")
+        split, source = _load(sd.task, pool, root)     # pool None: the whole test split, in file order
+        pool = len(split) if pool is None else pool
+        offset = default_offset(split.y[:pool], split.classes)
+    else:
+        offset = offset or 0
+        pool = offset + n_seqs if pool is None else pool
+        if not 0 <= offset < pool or n_seqs < 1:
+            raise ValueError(f"make_case: need 0 <= offset < pool and n_seqs >= 1 "
+                             f"(offset {offset}, pool {pool}, n_seqs {n_seqs})")
+        split, source = _load(sd.task, pool, root)
     info = task_info(split)
     bundle, bsrc = _bundle(name, sd, info, bundle_path, small, seed)
     frame = bundle.arch.d_in if info.kind == "audio" else 1
@@ -141,7 +172,8 @@ def make_case(name: str, *, n_seqs: int = 1, max_steps: int | None = None, small
     for b, n in enumerate(lengths):
         n = int(n) if max_steps is None else min(int(n), max_steps)
         xs.append(np.ascontiguousarray(x[b, :n]))
-    return StreamCase(name, bundle, bsrc, xs, split.y[idx], list(split.classes), source, available)
+    return StreamCase(name, bundle, bsrc, xs, split.y[idx], list(split.classes), source, available,
+                      int(offset))
 
 
 def bundle_misfit(bundle: Bundle, info, kind: str) -> list[str]:

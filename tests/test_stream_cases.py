@@ -138,3 +138,38 @@ def test_regress_bundle_needs_streams(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--bundle", "x.npz"])
     assert e.value.code == 2 and "--bundle needs --streams" in capsys.readouterr().err
+
+
+def test_default_offset_skips_filler_labels():
+    from testbenches.streams import FILLER_LABELS, default_offset
+    classes = ["yes", "no", *FILLER_LABELS]
+    assert default_offset([2, 3, 2, 1, 0], classes) == 3
+    assert default_offset([2, 3], classes) == 0                # no keyword at all: the first example
+    assert default_offset([0, 1], ["a", "b"]) == 0             # no filler classes: the first example
+
+
+@pytest.mark.parametrize("root", [None, "fixture"])
+def test_gsc_stream_default_clip_is_a_spoken_keyword(root, monkeypatch):
+    """make sim TEST=gsc_stream (no --offset) streams a clip labelled with a keyword, chosen by label."""
+    from testbenches import streams
+    from testbenches.run import main
+    from testbenches.streams import FILLER_LABELS
+    seen, real = [], streams.make_case
+
+    def record(*args, **kw):
+        seen.append((kw["offset"], real(*args, **kw)))
+        raise ValueError("stop before the simulator")
+
+    monkeypatch.setattr(streams, "make_case", record)
+    argv = ["gsc_stream", "--steps", "5"] + (["--root", root] if root else [])
+    assert main(argv) == 2
+    (offset, case), = seen
+    assert offset is None
+    label = case.classes[int(case.labels[0])]
+    assert label not in FILLER_LABELS and label in case.classes[:10]
+    # the first keyword clip of the whole test split in file order: every example before it is a filler
+    whole = make_case("gsc_stream", n_seqs=case.offset + 1, pool=case.pool_size, root=root, max_steps=5)
+    assert [whole.classes[int(y)] in FILLER_LABELS for y in whole.labels] == [True] * case.offset + [False]
+    assert np.array_equal(whole.xs[case.offset], case.xs[0])
+    # an explicit offset keeps its meaning (sequence K of a pool of K + n)
+    assert make_case("gsc_stream", n_seqs=1, root=root, offset=0, max_steps=5).offset == 0
