@@ -31,7 +31,8 @@ import numpy as np
 
 from .settings import REPO
 
-__all__ = ["Cache", "cache_root", "canonical", "key_of", "bundle_digest", "array_digest", "code_digest"]
+__all__ = ["Cache", "cache_root", "canonical", "key_of", "bundle_digest", "array_digest", "code_digest",
+           "tree_digest"]
 
 #: Bump when the meaning of a cached value changes.
 CACHE_VERSION = 1
@@ -109,6 +110,17 @@ def code_digest() -> str:
                 h.update(f.relative_to(REPO).as_posix().encode() + b"\0" + f.read_bytes())
         _CODE_DIGEST = h.hexdigest()
     return _CODE_DIGEST
+
+
+def tree_digest(*folders: str) -> str:
+    """Hash of every file under ``folders`` (relative to the repository; ``__pycache__`` left out):
+    the code, and the committed data, that a result computed from them depends on."""
+    h = hashlib.sha256()
+    for folder in folders:
+        for f in sorted((REPO / folder).rglob("*")):
+            if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc":
+                h.update(f.relative_to(REPO).as_posix().encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
 
 
 class Cache:

@@ -2,9 +2,16 @@
 
 Every stream test with many whole sequences (default: 100 GSC clips, 100 ListOps sequences,
 20 of each other task; ``--n stream=N`` to change, ``--streams a,b`` to select), the sequences of
-a stream split over parallel processes (``--jobs``, default one per core), each process a cocotb
-run on the shared Verilator build. Prints per-stream and overall totals (sequences, steps, clock
-cycles, wall time, bit-exact, RTL accuracy) and exits non-zero on any mismatch.
+a stream split into chunks (``--chunk``, default at most 10 sequences), each chunk a cocotb run on
+the shared Verilator build, submitted to a Dask cluster (:mod:`analysis.cluster`): a local one of
+``--jobs`` worker processes (default one per core), or an existing one named by ``--scheduler
+tcp://HOST:PORT`` or ``$MGRADE_SCHEDULER``. Each finished chunk is stored under its content key
+(stream, slice, bundle content, data source, the sources of ``spec/ sim/ rtl/ testbenches/ data/``)
+in ``--store`` (default ``.cache/regress``): a re-run, or a run after an interruption, skips the
+chunks already done (``--fresh`` runs them all again). A chunk whose worker dies is run again on
+another worker. A progress bar counts the sequences. Prints per-stream and overall totals
+(sequences, steps, clock cycles, wall time, bit-exact, RTL accuracy), writes ``results/regress.json``
+and exits non-zero on any mismatch.
 """
 from __future__ import annotations
 
@@ -12,19 +19,25 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from importlib import metadata
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from analysis.cache import Cache, bundle_digest, key_of, tree_digest
+from analysis.cluster import SCHEDULER_ENV, client_workers, get_client, n_workers, run_jobs, scheduler_address
 from spec.bundle import BundleError
 
 from .build import REPO
 from .streams import STREAMS
+
+#: Sequences per chunk at most (a chunk is the unit that is stored, retried and counted on the bar).
+CHUNK_MAX = 10
+#: The folders whose files a chunk's result depends on (code of the RTL, the model, the testbench, the data).
+SOURCES = ("spec", "sim", "rtl", "testbenches", "data")
 
 DEFAULT_N = {"gsc_stream": 100, "asc_stream": 100, "listops_stream": 100, "text_stream": 20, "image_stream": 20,
              "pathfinder_stream": 20, "retrieval_stream": 20}
@@ -52,6 +65,7 @@ class ChunkResult:
     bit_exact: bool
     mismatch: dict | None
     error: str | None = None    # the exception of a chunk that failed to run
+    cached: bool = False        # read from the store of an earlier run (--store), not run now
     offset: int
     prints: list[str]           # content fingerprints of the sequences (not written to the JSON)
     correct: int                # RTL predictions equal to the labels
@@ -72,13 +86,24 @@ class ChunkResult:
         del d["prints"]
         if self.error is None:
             del d["error"]
+        if not self.cached:
+            del d["cached"]
         return d
+
+    def to_store(self) -> dict:
+        """Everything, for the store of finished chunks (:meth:`from_store` reverses it)."""
+        return dict(dataclasses.asdict(self), cached=False)
+
+    @classmethod
+    def from_store(cls, d: dict) -> "ChunkResult":
+        fields = {f.name for f in dataclasses.fields(cls)} - {"cached"}
+        return cls(**{k: v for k, v in d.items() if k in fields}, cached=True)
 
     def line(self) -> str:
         """The progress line printed when the chunk is done."""
         status = "ok" if self.bit_exact else f"MISMATCH {self.mismatch}"
         return (f"  {self.name:<18} seqs {self.offset}..{self.offset + self.seqs - 1}: {self.steps} steps, "
-                f"{self.cycles} cycles, {self.wall:.1f} s, {status}")
+                f"{self.cycles} cycles, {self.wall:.1f} s, {status}" + (" (stored)" if self.cached else ""))
 
 
 @dataclasses.dataclass
@@ -92,20 +117,22 @@ class StreamTotals:
     distinct: int               # distinct pool indices run
     identical: int              # sequences identical in content to another (duplicates in the data)
     failing_chunks: int
-    span: float                 # seconds from the first chunk's start to the last one's end
+    span: float                 # seconds from the first chunk's start to the last one's end (chunks run now)
     bundle: str
     data: str
+    stored: int = 0             # sequences read from the store of an earlier run, not run now
 
     @classmethod
     def of(cls, name: str, chunks: list[ChunkResult]) -> "StreamTotals":
         seqs = sum(r.seqs for r in chunks)
+        run = [r for r in chunks if not r.cached] or chunks
         return cls(name=name, seqs=seqs, steps=sum(r.steps for r in chunks), cycles=sum(r.cycles for r in chunks),
                    correct=sum(r.correct for r in chunks),
                    distinct=len({i for r in chunks for i in range(r.offset, r.offset + r.seqs)}),
                    identical=seqs - len({h for r in chunks for h in r.prints}),
                    failing_chunks=sum(not r.bit_exact for r in chunks),
-                   span=max(1e-9, max(r.t1 for r in chunks) - min(r.t0 for r in chunks)),
-                   bundle=chunks[0].bundle, data=chunks[0].data)
+                   span=max(1e-9, max(r.t1 for r in run) - min(r.t0 for r in run)),
+                   bundle=chunks[0].bundle, data=chunks[0].data, stored=sum(r.seqs for r in chunks if r.cached))
 
     @property
     def bit_exact(self) -> bool:
@@ -114,11 +141,12 @@ class StreamTotals:
 
     def lines(self, jobs: int) -> list[str]:
         dup = f", {self.identical} identical in content (duplicates in the data)" if self.identical else ""
+        stored = f" ({self.stored} from stored chunks)" if self.stored else ""
         return [f"{self.name:<18} {self.seqs:>4} seqs ({self.distinct} distinct{dup}) {self.steps:>9} steps "
                 f"{self.cycles:>11} cycles  bit-exact {'yes' if self.bit_exact else 'NO'} "
                 f"({self.failing_chunks} failing chunks)  RTL accuracy vs labels {self.correct}/{self.seqs} = "
                 f"{100 * self.correct / max(1, self.seqs):.1f} %  "
-                f"{self.seqs / self.span * 3600:.0f} sequences/hour on {jobs} processes",
+                f"{(self.seqs - self.stored) / self.span * 3600:.0f} sequences/hour on {jobs} processes{stored}",
                 f"{'':<18} bundle: {self.bundle}; data: {self.data}"]
 
 
@@ -167,7 +195,17 @@ def _parse(argv) -> tuple[argparse.Namespace, dict[str, int], list[str]]:
     ap = argparse.ArgumentParser(prog="python -m testbenches.regress", description=__doc__.split("\n\n")[0])
     ap.add_argument("--streams", default=None, help="comma-separated stream names (default: all)")
     ap.add_argument("--n", action="append", default=[], help="stream=N sequences (repeatable)")
-    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--jobs", type=int, default=n_workers(),
+                    help="worker processes of the local Dask cluster (default: one per core)")
+    ap.add_argument("--scheduler", default=None,
+                    help=f"address of a running Dask scheduler, tcp://HOST:PORT (default: ${SCHEDULER_ENV}, "
+                         "else a local cluster of --jobs workers)")
+    ap.add_argument("--chunk", type=int, default=None,
+                    help=f"sequences per chunk (default: an even share per worker, at most {CHUNK_MAX})")
+    ap.add_argument("--store", default=str(REPO / ".cache" / "regress"),
+                    help="folder of finished chunks by content key (a re-run skips them)")
+    ap.add_argument("--fresh", action="store_true", help="run every chunk again (still storing the results)")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     ap.add_argument("--small", action="store_true", help="small random architectures (H=8)")
     ap.add_argument("--root", default=None, help="data root (default: shared archive, else fixture)")
     ap.add_argument("--json", default=str(REPO / "results" / "regress.json"), help="per-chunk results file")
@@ -176,6 +214,8 @@ def _parse(argv) -> tuple[argparse.Namespace, dict[str, int], list[str]]:
     args = ap.parse_args(argv)
     if args.bundle and args.streams is None:
         ap.error("--bundle needs --streams: name the stream(s) of the bundle's task, e.g. --streams gsc_stream")
+    if args.jobs < 1 or (args.chunk is not None and args.chunk < 1):
+        ap.error("--jobs and --chunk need at least 1")
     counts = {name: DEFAULT_N.get(name, 10) for name in STREAMS}
     for spec in args.n:
         k, _, v = spec.partition("=")
@@ -185,12 +225,14 @@ def _parse(argv) -> tuple[argparse.Namespace, dict[str, int], list[str]]:
     return args, counts, [s for s in (args.streams or ",".join(STREAMS)).split(",") if s]
 
 
-def _prepare(names: list[str], counts: dict[str, int], args) -> None:
-    """Build every design first (once, before the workers start); cut a stream's count to its pool."""
+def _prepare(names: list[str], counts: dict[str, int], args) -> dict[str, dict]:
+    """Build every design first (once, before the workers start); cut a stream's count to its pool.
+    Returns, per stream, what its chunks' results depend on besides their slice (the key parts)."""
     from .build import ensure_path
     from .cosim import build_stream
     from .streams import make_case
     ensure_path()
+    parts = {}
     for name in names:
         n = counts[name]
         case = make_case(name, n_seqs=1, small=args.small, root=args.root, pool=n, bundle_path=args.bundle)
@@ -199,35 +241,54 @@ def _prepare(names: list[str], counts: dict[str, int], args) -> None:
                   flush=True)
             counts[name] = case.pool_size
         build_stream(case.bundle.arch, case.bundle.formats)
+        parts[name] = {"bundle": bundle_digest(case.bundle), "data": case.data_source}
+    return parts
 
 
-def _split(names: list[str], counts: dict[str, int], args) -> list[ChunkJob]:
-    """One chunk per process and stream: one build check, few start-ups."""
+def _split(names: list[str], counts: dict[str, int], args, workers: int) -> list[ChunkJob]:
+    """Each stream in chunks of ``--chunk`` sequences, by default an even share per worker of at
+    most :data:`CHUNK_MAX` (a lost or interrupted chunk costs little; the bar moves)."""
     jobs = []
     for name in names:
         n = counts[name]
-        per = max(1, -(-n // args.jobs))
+        per = args.chunk or min(CHUNK_MAX, max(1, -(-n // workers)))
         jobs += [ChunkJob(name, off, min(per, n - off), n, args.small, args.root, args.bundle)
                  for off in range(0, n, per)]
     return jobs
 
 
-def _run(jobs: list[ChunkJob], workers: int) -> list[ChunkResult]:
-    """Run the chunks over ``workers`` processes, printing each as it is done; a failed chunk is a
-    failed regression, the others still count."""
-    results = []
-    with ProcessPoolExecutor(max_workers=workers) as ex:
-        futures = [ex.submit(_chunk, j) for j in jobs]
-        for j, fut in zip(jobs, futures, strict=True):
-            try:
-                r = fut.result()
-            except Exception as e:  # noqa: BLE001
-                r = ChunkResult.failed(j, e)
-                print(f"  {j.name:<18} seqs {j.offset}..{j.offset + j.n - 1}: FAILED {r.error}", flush=True)
-            else:
-                print(r.line(), flush=True)
-            results.append(r)
-    return results
+def _versions() -> dict:
+    out = {}
+    for pkg in ("cocotb", "verilator", "amaranth", "numpy"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def chunk_key(job: ChunkJob, parts: dict, code: str, versions: dict) -> str:
+    """The content key of a chunk's result: the stream and slice, the bundle's content, the data
+    source, the sources that compute it (:data:`SOURCES`) and the simulator's versions."""
+    return key_of(kind="regress-chunk", name=job.name, offset=job.offset, n=job.n, pool=job.pool, small=job.small,
+                  bundle=parts["bundle"], data=parts["data"], code=code, versions=versions)
+
+
+def _failed(job: ChunkJob, error: BaseException) -> ChunkResult:
+    r = ChunkResult.failed(job, error)
+    print(f"  {job.name:<18} seqs {job.offset}..{job.offset + job.n - 1}: FAILED {r.error}", flush=True)
+    return r
+
+
+def _run(jobs: list[ChunkJob], keys: list[str], store: Cache, client, *, reuse: bool = True, progress: bool = True,
+         chunk=None) -> list[ChunkResult]:
+    """Run the chunks on ``client``'s cluster (the stored ones are read instead), printing each as it
+    is done; a failed chunk is a failed regression, the others still count. ``chunk``: the function
+    that runs one chunk in a worker (default :func:`_chunk`)."""
+    return run_jobs(chunk or _chunk, jobs, keys=keys, cache=store, reuse=reuse, encode=ChunkResult.to_store,
+                    decode=ChunkResult.from_store, weights=[j.n for j in jobs], client=client, on_error=_failed,
+                    report=lambda j, r, cached: r.line() if r.error is None else None, progress=progress,
+                    desc="regress", unit="seq")
 
 
 def _write_json(path: Path, argv, jobs: int, totals: Totals, results: list[ChunkResult]) -> None:
@@ -237,28 +298,37 @@ def _write_json(path: Path, argv, jobs: int, totals: Totals, results: list[Chunk
                                 "chunks": [r.to_json() for r in results]}, indent=1, default=str))
 
 
-def main(argv=None) -> int:
+def main(argv=None, *, chunk=None) -> int:
+    """The command line. ``chunk``: the function that runs one chunk in a worker (default :func:`_chunk`)."""
     args, counts, names = _parse(argv)
     bad = [s for s in names if s not in STREAMS]
     if bad:
         print(f"unknown stream(s) {bad}; valid: {list(STREAMS)}", file=sys.stderr)
         return 2
     try:
-        _prepare(names, counts, args)
+        parts = _prepare(names, counts, args)
     except (BundleError, ValueError) as e:      # a bundle that does not load or does not fit
         print(f"regress: {e}", file=sys.stderr)
         return 2
-    jobs = _split(names, counts, args)
+    client = get_client(args.scheduler, args.jobs)
+    workers = client_workers(client)
+    where = scheduler_address(args.scheduler) or "a local Dask cluster"
+    jobs = _split(names, counts, args, workers)
+    code, versions = tree_digest(*SOURCES), _versions()
+    keys = [chunk_key(j, parts[j.name], code, versions) for j in jobs]
+    store = Cache(args.store)
+    print(f"{sum(j.n for j in jobs)} sequences in {len(jobs)} chunks on {where} ({workers} workers); "
+          f"finished chunks stored in {store.root}", flush=True)
     t0 = time.time()
-    results = _run(jobs, args.jobs)
+    results = _run(jobs, keys, store, client, reuse=not args.fresh, progress=not args.no_progress, chunk=chunk)
     print("---- regression totals ----")
     streams = [StreamTotals.of(name, [r for r in results if r.name == name]) for name in names]
     for s in streams:
-        print("\n".join(s.lines(args.jobs)))
+        print("\n".join(s.lines(workers)))
     totals = Totals.of(streams, time.time() - t0)
-    print(totals.line(args.jobs))
+    print(totals.line(workers))
     out = Path(args.json)
-    _write_json(out, argv, args.jobs, totals, results)
+    _write_json(out, argv, workers, totals, results)
     print(f"per-chunk results: {out}")
     return 0 if totals.bit_exact else 1
 

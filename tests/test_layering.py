@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 #: (it starts notebook kernels) and not plots (matplotlib only, but nothing sim-only needs it)
 SIM_ONLY_ANALYSIS = ["analysis", "analysis.settings", "analysis.cache", "analysis.bundles", "analysis.data",
                      "analysis.evaluate", "analysis.sweeps", "analysis.precision", "analysis.cosim",
-                     "analysis.study", "analysis.chips"]
+                     "analysis.study", "analysis.chips", "analysis.cluster"]
 
 
 def _data_modules() -> list[str]:
