@@ -267,11 +267,17 @@ def _versions() -> dict:
     return out
 
 
-def chunk_key(job: ChunkJob, parts: dict, code: str, versions: dict) -> str:
+def _qualname(fn) -> str:
+    fn = getattr(fn, "func", fn)                # a functools.partial: its function
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
+def chunk_key(job: ChunkJob, parts: dict, code: str, versions: dict, runner: str = "testbenches.regress._chunk") -> str:
     """The content key of a chunk's result: the stream and slice, the bundle's content, the data
-    source, the sources that compute it (:data:`SOURCES`) and the simulator's versions."""
+    source, the sources that compute it (:data:`SOURCES`), the simulator's versions and the function
+    that runs a chunk (a stand-in of a test never shares results with the real one)."""
     return key_of(kind="regress-chunk", name=job.name, offset=job.offset, n=job.n, pool=job.pool, small=job.small,
-                  bundle=parts["bundle"], data=parts["data"], code=code, versions=versions)
+                  bundle=parts["bundle"], data=parts["data"], code=code, versions=versions, runner=runner)
 
 
 def _failed(job: ChunkJob, error: BaseException) -> ChunkResult:
@@ -315,7 +321,8 @@ def main(argv=None, *, chunk=None) -> int:
     where = scheduler_address(args.scheduler) or "a local Dask cluster"
     jobs = _split(names, counts, args, workers)
     code, versions = tree_digest(*SOURCES), _versions()
-    keys = [chunk_key(j, parts[j.name], code, versions) for j in jobs]
+    chunk = chunk or _chunk
+    keys = [chunk_key(j, parts[j.name], code, versions, _qualname(chunk)) for j in jobs]
     store = Cache(args.store)
     print(f"{sum(j.n for j in jobs)} sequences in {len(jobs)} chunks on {where} ({workers} workers); "
           f"finished chunks stored in {store.root}", flush=True)
