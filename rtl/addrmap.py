@@ -2,7 +2,11 @@
 
 Weights, biases and delays are not baked into the Verilog: they are written at run time through
 the ``cfg`` port (a :class:`CfgBus`: ``addr``, ``data``, ``en``), so one Verilator build serves any
-bundle of the same :class:`~spec.arch.Arch` and :class:`~spec.arch.Formats`.
+bundle of the same :class:`~spec.arch.Arch` and :class:`~spec.arch.Formats`. A map made with
+``preload=tensors`` also bakes those tensors into the memories' initial contents
+(:meth:`AddressMap.image`, at the words and lanes :meth:`AddressMap.writes` writes them), so the
+design starts with the bundle loaded and needs no configuration writes (slow event-driven
+simulators; the ``cfg`` port still works).
 
 Every tensor lives in one wide memory whose word holds one element per *lane* (the lane is the
 output channel the element belongs to), written one element at a time::
@@ -81,8 +85,9 @@ class CfgBus(wiring.Signature):
 class AddressMap:
     """The configuration address map of one architecture (see the module docstring)."""
 
-    def __init__(self, arch: Arch, fmts: Formats):
+    def __init__(self, arch: Arch, fmts: Formats, *, preload=None):
         self.arch, self.fmts = arch, fmts
+        self.preload = preload          # tensors (a bundle's, or a dict) baked into the memories, or None
         H, C = arch.hidden, arch.n_classes
         self.entries: dict[str, MemEntry] = {}
         for tid, s in enumerate(tensor_specs(arch)):
@@ -110,6 +115,15 @@ class AddressMap:
     def address(self, name: str, word, lane):
         e = self.entries[name]
         return (e.tid << (self.word_bits + self.lane_bits)) | (np.asarray(word) << self.lane_bits) | np.asarray(lane)
+
+    def image(self, name: str, tensor) -> np.ndarray:
+        """Contents of the memory of tensor ``name`` holding ``tensor`` (codes): ``(depth, lanes)``
+        int64, every element at the (word, lane) :meth:`writes` writes it to, unused lanes 0."""
+        e = self.entries[name]
+        img = np.zeros((e.depth, e.lanes), np.int64)
+        word, lane = e.locate()
+        img[word, lane] = np.asarray(tensor, np.int64)
+        return img
 
     def writes(self, tensors) -> tuple[np.ndarray, np.ndarray]:
         """All configuration writes of a bundle (or a dict of tensors): ``(addr, data)`` uint64 arrays.

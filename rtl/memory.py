@@ -1,4 +1,5 @@
-"""Weight memories written at run time through the configuration bus (no baked ``init``)."""
+"""Weight memories written at run time through the configuration bus; initially zero, or holding
+the tensors of the address map's ``preload`` (:meth:`rtl.addrmap.AddressMap.image`)."""
 from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Value
@@ -18,11 +19,13 @@ def weight_memory(m: Module, amap: AddressMap, name: str, cfg, rd_addr=None):
     port driven by the configuration bus ``cfg`` (element granularity: the address's lane field
     selects one element) and one asynchronous read port at ``rd_addr`` (a register file: the
     value is available in the cycle the address is presented, which keeps the MAC sequencers
-    free of read latency). Returns a :class:`amaranth.lib.data.View` indexable by lane.
+    free of read latency). The initial contents are zero, or with ``amap.preload`` that tensor's
+    :meth:`~rtl.addrmap.AddressMap.image`. Returns a :class:`amaranth.lib.data.View` indexable by lane.
     """
     e = amap[name]
     layout = data.ArrayLayout(shape_of(e.fmt), e.lanes)
-    mem = Memory(shape=layout, depth=e.depth, init=[])
+    init = [] if amap.preload is None else amap.image(name, amap.preload[name]).tolist()
+    mem = Memory(shape=layout, depth=e.depth, init=init)
     m.submodules["mem_" + name.replace(".", "_")] = mem
     wp = mem.write_port(granularity=1)
     lane = cfg.addr[:amap.lane_bits] if amap.lane_bits else Value.cast(0)

@@ -15,6 +15,10 @@ port        payload                                                  protocol
 logit accumulator restart from zero. The network takes one sample, runs the encoder, the
 layers and the readout one after another, presents the step's result on ``o`` and takes the
 next sample after ``o`` was accepted: :func:`cycles_per_step` clock cycles per time step.
+
+``MgradeTop(arch, fmts, preload=tensors)``: the weight memories start with ``tensors`` (a
+bundle's) in them (:class:`rtl.addrmap.AddressMap`'s ``preload``), so the design runs without
+configuration writes; the Verilog then holds the bundle.
 """
 from __future__ import annotations
 
@@ -97,9 +101,9 @@ def cycles_closed_form(arch: Arch) -> int:
 class MgradeTop(wiring.Component):
     """The mGRADE network of ``arch``/``fmts`` (see the module docstring)."""
 
-    def __init__(self, arch: Arch, fmts: Formats, *, trace: bool = False):
+    def __init__(self, arch: Arch, fmts: Formats, *, trace: bool = False, preload=None):
         self.arch, self.fmts, self.with_trace = arch, fmts, trace
-        self.amap = AddressMap(arch, fmts)
+        self.amap = AddressMap(arch, fmts, preload=preload)
         members = {
             "cfg": In(stream.Signature(cfg_layout(self.amap))),
             "i": In(stream.Signature(input_layout(arch, fmts))),

@@ -82,6 +82,8 @@ class CosimResult:
     harness: str = "cocotb"
     simulator: str = "verilator"
     x_cycles: int = 0           # clock edges at which an output port of the design held X/Z (4-state runs)
+    cfg_cycles: int = 0         # feeder clock cycles from reset to streaming: configuration writes + 1
+    preload: bool = False       # the weight memories started with the bundle in them (no configuration writes)
     trace: dict | None = None   # probe=True: every layer's intermediates, (steps, ...) int64
     outputs: dict | None = None  # decoded per-step outputs ('logits', 'acc'), (steps, C) int64
 
@@ -112,7 +114,7 @@ def cfg_words(amap: AddressMap, tensors) -> list[int]:
 
 def run_cocotb(bundle: Bundle, xs: list[np.ndarray], exp: Expected | None = None, *,
                max_steps: int | None = None, workdir: Path | None = None, probe: bool = False,
-               simulator: str = "verilator", log=print) -> CosimResult:
+               simulator: str = "verilator", preload: bool = False, log=print) -> CosimResult:
     """Stream ``xs`` through the RTL under cocotb in Verilator; compare every output of every step
     (step logits and the running logit accumulator) with ``exp`` (computed by ``sim`` if None).
 
@@ -127,6 +129,11 @@ def run_cocotb(bundle: Bundle, xs: list[np.ndarray], exp: Expected | None = None
     ``simulator``: ``"verilator"``, ``"icarus-2005"`` or ``"icarus-2012"`` (:data:`build.SIMULATORS`;
     the feeder path only); ``CosimResult.x_cycles`` counts the clock edges at which an output port
     of the design held X or Z (the run fails if any did).
+    ``preload``: a design whose weight memories start with the bundle in them
+    (:class:`rtl.top.MgradeTop` ``preload``, a Verilog and a simulator build of this bundle) instead
+    of loading it through the configuration port, one element per clock (the shipped GSC bundle is
+    106,060 writes: hours in Icarus); the feeder goes from reset straight to streaming
+    (``CosimResult.cfg_cycles`` 1). The feeder path only.
     Wall times in the result count the streaming only (configuration and start-up excluded).
     """
     ensure_path()
@@ -150,10 +157,13 @@ def run_cocotb(bundle: Bundle, xs: list[np.ndarray], exp: Expected | None = None
     from .feeder import MAX_STEPS
     tb0 = time.time()
     amap = AddressMap(arch, fmts)
-    cfg = cfg_words(amap, bundle.tensors)
+    cfg = [] if preload else cfg_words(amap, bundle.tensors)
     if probe and simulator != "verilator":
         raise ValueError("the probe path runs in Verilator only")
-    bdir, top = build_stream(arch, fmts, probe=probe, simulator=simulator, log=log)
+    if probe and preload:
+        raise ValueError("the probe path loads the bundle through the configuration port")
+    bdir, top = build_stream(arch, fmts, probe=probe, simulator=simulator,
+                             preload=bundle.tensors if preload else None, log=log)
     build_wall = time.time() - tb0
     base = Path(workdir or tempfile.mkdtemp(prefix="cosim-", dir=_runs_dir()))
     # runs of whole sequences that fit the feeder's memories
@@ -168,7 +178,7 @@ def run_cocotb(bundle: Bundle, xs: list[np.ndarray], exp: Expected | None = None
         cur.append(b)
         size += len(x)
     groups.append(cur)
-    tot = {"steps": 0, "cycles": 0, "wall": 0.0, "cfg_wall": 0.0, "x_cycles": 0}
+    tot = {"steps": 0, "cycles": 0, "wall": 0.0, "cfg_wall": 0.0, "x_cycles": 0, "cfg_cycles": 0}
     finals, outs, traces, mismatch, ok = [], [], [], None, True
     for g, idx in enumerate(groups):
         wd = base / f"run{g}" if len(groups) > 1 else base
@@ -191,20 +201,24 @@ def run_cocotb(bundle: Bundle, xs: list[np.ndarray], exp: Expected | None = None
     trace = {k: np.concatenate([t[k] for t in traces]) for k in traces[0]} if traces else None
     return CosimResult(tot["steps"], tot["cycles"], tot["wall"], tot["cfg_wall"], build_wall, ok and mismatch is None,
                        mismatch, finals, cycles_per_step(arch), trace=trace, outputs=outputs, simulator=simulator,
-                       x_cycles=tot["x_cycles"])
+                       x_cycles=tot["x_cycles"], cfg_cycles=tot["cfg_cycles"], preload=preload)
 
 
-def build_stream(arch, fmts, *, probe: bool = False, simulator: str = "verilator", log=print) -> tuple[Path, str]:
+def build_stream(arch, fmts, *, probe: bool = False, simulator: str = "verilator", preload=None,
+                 log=print) -> tuple[Path, str]:
     """The cocotb build of ``arch``/``fmts`` (cached): the feeder wrapper around the design, or with
-    ``probe`` the design with its probe port (Verilator). Returns (build dir, toplevel name)."""
+    ``probe`` the design with its probe port (Verilator). ``preload``: a bundle's tensors, baked into
+    the design's weight memories (a build of that bundle; its feeder reads no configuration).
+    Returns (build dir, toplevel name)."""
     from spec.arch import tensor_specs
 
     from .feeder import TB_TOP
-    vfile = verilog_for(arch, fmts, trace=probe, log=log)
+    vfile = verilog_for(arch, fmts, trace=probe, preload=preload, log=log)
     if probe:
         return build_cocotb(vfile, log=log), TOP
     amap = AddressMap(arch, fmts)
-    n_words = sum(int(np.prod(t.shape)) for t in tensor_specs(arch))   # one write per element
+    # one write per element; none into preloaded memories
+    n_words = 0 if preload is not None else sum(int(np.prod(t.shape)) for t in tensor_specs(arch))
     tb = verilog_feeder(vfile, layouts.nbits(cfg_layout(amap)), layouts.nbits(input_layout(arch, fmts)),
                         layouts.nbits(output_layout(arch, fmts)), max_cfg=n_words)
     return build_cocotb(vfile, top=TB_TOP, extra=(tb,), timing=True, simulator=simulator, log=log), TB_TOP
@@ -258,6 +272,7 @@ def _run_group(bundle, xs, exp_logits, exp_acc, cfg_vals, bdir, top, probe, work
         trace = layouts.unpack(vals, trace_layout(arch, fmts))
     return {"steps": steps, "cycles": int(r["cycles"]), "wall": float(r["wall"]), "cfg_wall": float(r["cfg_wall"]),
             "x_cycles": int(r["x_cycles"]) if "x_cycles" in r.files else 0,
+            "cfg_cycles": int(r["cfg_cycles"]) if "cfg_cycles" in r.files else 0,
             "ok": n_fail == 0 and n_tests >= 1 and steps == int(ends[-1]), "mismatch": mismatch,
             "finals": finals, "trace": trace, "outputs": {k[4:]: r[k] for k in r.files if k.startswith("got_")}}
 

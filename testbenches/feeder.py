@@ -10,8 +10,10 @@ The cocotb test (:func:`testbenches.tb_network.stream_bulk`) only waits for ``do
 trigger), then reads and compares the outputs of every step in bulk with NumPy.
 
 Plusargs: ``+mgrade_dir=DIR`` (``DIR/cfg.hex``, ``DIR/in.hex`` in, ``DIR/out.hex`` out),
-``+n_cfg=N``, ``+n_in=N``. Capacities are compile-time (``MAX_CFG``, ``MAX_STEPS``): longer jobs are
-split into several runs by :mod:`testbenches.cosim`.
+``+n_cfg=N``, ``+n_in=N``; a design with preloaded weight memories gets a wrapper with
+``MAX_CFG`` 0 (no ``cfg.hex`` read, ``+n_cfg=0``) and goes from reset straight to streaming.
+Capacities are compile-time (``MAX_CFG``, ``MAX_STEPS``): longer jobs are split into several runs
+by :mod:`testbenches.cosim`.
 
 Ports seen by cocotb: ``streaming`` (rises when the configuration is loaded), ``done`` (rises
 once the outputs are written), ``cycles`` (clock cycles from the first sample's
@@ -50,7 +52,7 @@ module {tb} (
     always #1 clk = ~clk;           // 2 ns period, generated inside the model: no VPI per edge
     reg rst = 1'b1;
 
-    reg [CFG_W-1:0] cfg_mem [0:MAX_CFG-1];
+    reg [CFG_W-1:0] cfg_mem [0:{cfg_last}];
     reg [IN_W-1:0] in_mem [0:MAX_STEPS-1];
     reg [OUT_W-1:0] out_mem [0:MAX_STEPS-1];
     reg [8*1024-1:0] dir;           // +mgrade_dir (a Verilog-2005 string: leading NULs are ignored)
@@ -83,7 +85,7 @@ module {tb} (
         if (!$value$plusargs("n_cfg=%d", n_cfg)) fail("+n_cfg= missing");
         if (!$value$plusargs("n_in=%d", n_in)) fail("+n_in= missing");
         if (n_cfg > MAX_CFG || n_in > MAX_STEPS || n_in < 1) fail("job exceeds capacity");
-        $readmemh({{dir, "/cfg.hex"}}, cfg_mem, 0, n_cfg - 1);
+        {cfg_read}
         $readmemh({{dir, "/in.hex"}}, in_mem, 0, n_in - 1);
     end
 
@@ -155,6 +157,12 @@ endmodule
 
 def feeder_sv(cfg_w: int, in_w: int, out_w: int, *, max_cfg: int, max_steps: int = MAX_STEPS,
               top: str = "mgrade_top") -> str:
-    """The wrapper's SystemVerilog text for the given payload widths (bits) and capacities."""
+    """The wrapper's SystemVerilog text for the given payload widths (bits) and capacities.
+    ``max_cfg=0``: the wrapper of a design whose weight memories are preloaded
+    (:class:`rtl.top.MgradeTop` ``preload``): no configuration file is read, ``+n_cfg=0``."""
+    if max_cfg:
+        cfg_last, cfg_read = "MAX_CFG-1", '$readmemh({dir, "/cfg.hex"}, cfg_mem, 0, n_cfg - 1);'
+    else:
+        cfg_last, cfg_read = "0", "// preloaded design: no configuration writes (MAX_CFG 0)"
     return _SV.format(tb=TB_TOP, top=top, cfg_w=cfg_w, in_w=in_w, out_w=out_w, max_cfg=max_cfg,
-                      max_steps=max_steps)
+                      max_steps=max_steps, cfg_last=cfg_last, cfg_read=cfg_read)

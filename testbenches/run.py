@@ -16,7 +16,10 @@ with what differs, if it does not fit the stream's task), ``--simulator`` ``veri
 ``icarus-2005`` (``iverilog -g2005``) or ``icarus-2012`` (``iverilog -g2012``, SystemVerilog
 scheduling): the same feeder and comparison in the 4-state event-driven simulator, which also
 fails the run if any output port of the design is X or Z at any clock edge (slow: hundreds of
-cycles per second on the shipped GSC network, so use ``--steps``).
+cycles per second on the shipped GSC network, so use ``--steps``), ``--preload`` the design with the
+bundle baked into its weight memories' initial contents (a Verilog and a build of this bundle)
+instead of loading it through the configuration port, one element per clock (106,060 clocks for
+the shipped GSC bundle: hours in Icarus, so use ``--preload`` there).
 """
 from __future__ import annotations
 
@@ -51,6 +54,8 @@ def main(argv=None) -> int:
     ap.add_argument("--bundle", default=None, help="run this weight bundle (.npz) instead of the stream's shipped one")
     ap.add_argument("--simulator", default="verilator", choices=SIMULATORS,
                     help="verilator (default), or Icarus Verilog in Verilog-2005 or SystemVerilog scheduling")
+    ap.add_argument("--preload", action="store_true",
+                    help="bake the bundle into the weight memories (no configuration writes; for Icarus)")
     args = ap.parse_args(argv)
     if args.test not in STREAMS:
         if args.test != "list":
@@ -83,7 +88,7 @@ def main(argv=None) -> int:
     t1 = time.time()
     exp, res = expected(case.bundle, case.xs)
     t_sim = time.time() - t1
-    r = run_cocotb(case.bundle, case.xs, exp, simulator=args.simulator)
+    r = run_cocotb(case.bundle, case.xs, exp, simulator=args.simulator, preload=args.preload)
     loc = None
     if r.mismatch:
         m = r.mismatch
@@ -107,8 +112,9 @@ def main(argv=None) -> int:
     print(f"cycles per second  {s['cycles_per_s']}  ({s['steps_per_s']} steps/s under cocotb, bulk-fed "
           f"self-clocked feeder; sim/ took {t_sim:.1f} s)")
     print(f"simulator          {args.simulator}; outputs X/Z at {r.x_cycles} clock edges")
+    cfg_how = ("preloaded in the weight memories" if r.preload else "through the configuration port")
     print(f"build              {r.build_wall:.1f} s ({'cached' if r.build_wall < 5 else 'fresh'}); "
-          f"config load {r.cfg_wall:.2f} s")
+          f"config load {r.cfg_wall:.2f} s, {r.cfg_cycles} cycles ({cfg_how})")
     print(f"bit-exact          {'yes' if r.bit_exact else 'NO'}")
     print(f"bundle             {case.bundle_source}")
     print(f"labels (true)      {[case.classes[int(y)] for y in case.labels[:len(pred_rtl)]]}")

@@ -95,6 +95,7 @@ async def stream_bulk(dut):
     wall = time.perf_counter() - t0
     cycles = int(dut.cycles.value.to_unsigned())
     x_cycles, x_first = int(dut.x_cycles.value.to_unsigned()), int(dut.x_first.value.to_unsigned())
+    cfg_cycles = int(dut.cfg_cycles.value.to_unsigned())
     with open(os.path.join(meta["dir"], "out.hex")) as fh:
         # ``//`` comments (Icarus writes the address every 16 words) and ``@addr`` are not data
         raw = [int(w, 16) for line in fh for w in line.split("//")[0].split() if not w.startswith("@")]
@@ -103,7 +104,7 @@ async def stream_bulk(dut):
     exp = {k[4:]: job[k] for k in job.files if k.startswith("exp_")}
     mismatch = _compare(got, exp, job["seq_start"].tolist(), job["seq_end"].tolist(), n_steps)
     np.savez(os.environ["MGRADE_RESULT"], steps=len(raw), cycles=cycles, wall=wall, cfg_wall=t_cfg,
-             mismatch=json.dumps(mismatch), x_cycles=x_cycles, x_first=x_first,
+             mismatch=json.dumps(mismatch), x_cycles=x_cycles, x_first=x_first, cfg_cycles=cfg_cycles,
              **{f"got_{k}": v for k, v in got.items()})
     assert mismatch is None, f"RTL differs from the model: {mismatch}"
     assert x_cycles == 0, f"an output port of the design held X/Z at {x_cycles} clock edges (first: edge {x_first})"

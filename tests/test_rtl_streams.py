@@ -2,7 +2,8 @@
 cocotb, bit for bit against ``sim`` (small architectures, H = 8, each stream another RTL variant;
 real fixture data), and the mismatch localisation path (fault injected into the RTL's weights).
 A short GSC stream of the small network also runs in Icarus Verilog, in Verilog-2005 and in
-SystemVerilog scheduling: bit-exact, and no output port of the design X or Z at any clock edge.
+SystemVerilog scheduling: bit-exact, and no output port of the design X or Z at any clock edge;
+loaded through the configuration port and preloaded in the weight memories.
 
 Long versions: ``python -m testbenches.regress`` (``make regress``)."""
 from __future__ import annotations
@@ -76,6 +77,47 @@ def test_stream_icarus(simulator, tmp_path):
     steps = sum(len(x) for x in case.xs)
     assert r.steps == steps == 2 * ICARUS_STEPS
     assert abs(r.cycles - steps * cycles_per_step(case.bundle.arch)) <= cycles_per_step(case.bundle.arch)
+
+
+def test_preload_image_holds_what_the_writes_write():
+    """The preloaded memory contents (:meth:`rtl.addrmap.AddressMap.image`) are, word for word and
+    lane for lane, what the configuration writes of the same bundle put there."""
+    from rtl.addrmap import AddressMap
+    case = make_case("gsc_stream", n_seqs=1, max_steps=1, small=True, root="fixture")
+    arch, fmts = case.bundle.arch, case.bundle.formats
+    amap = AddressMap(arch, fmts)
+    addrs, datas = amap.writes(case.bundle.tensors)
+    lane = addrs & ((1 << amap.lane_bits) - 1)
+    word = (addrs >> amap.lane_bits) & ((1 << amap.word_bits) - 1)
+    tid = addrs >> (amap.lane_bits + amap.word_bits)
+    for name, e in amap.entries.items():
+        img = amap.image(name, case.bundle.tensors[name])
+        assert img.shape == (e.depth, e.lanes)
+        hit = tid == e.tid
+        bits = e.fmt.bits
+        code = (datas[hit] & ((1 << bits) - 1)).astype(np.int64)
+        if e.fmt.signed:
+            code = np.where(code >= 1 << (bits - 1), code - (1 << bits), code)
+        written = np.zeros_like(img)
+        written[word[hit].astype(np.int64), lane[hit].astype(np.int64)] = code
+        np.testing.assert_array_equal(img, written, err_msg=name)
+
+
+@pytest.mark.icarus
+@pytest.mark.parametrize("simulator", [pytest.param(m, marks=pytest.mark.xdist_group(f"rtl_gsc_small_{m}"))
+                                       for m in ICARUS_MODES])
+@pytest.mark.skipif(not icarus_available(), reason=ICARUS_HINT)
+def test_stream_icarus_preload(simulator, tmp_path):
+    """The same two clips in Icarus with the bundle baked into the weight memories' initial
+    contents (``preload``, how the shipped GSC bundle runs in Icarus: README): no configuration
+    write (the feeder goes from reset to streaming in one cycle), bit-exact, no X/Z."""
+    case = make_case("gsc_stream", n_seqs=2, max_steps=ICARUS_STEPS, small=True, root="fixture")
+    r = run_cocotb(case.bundle, case.xs, workdir=tmp_path, simulator=simulator, preload=True)
+    assert r.x_cycles == 0, f"{simulator}: an output port of the design held X/Z at {r.x_cycles} clock edges"
+    if not r.bit_exact:
+        pytest.fail(f"{simulator}: {r.mismatch or 'the cocotb run failed; see ' + str(tmp_path / 'sim.log')}")
+    assert r.preload and r.cfg_cycles == 1, f"{r.cfg_cycles - 1} configuration cycles with preloaded memories"
+    assert r.steps == sum(len(x) for x in case.xs) == 2 * ICARUS_STEPS
 
 
 @pytest.mark.xdist_group("rtl_gsc_small")
