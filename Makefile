@@ -18,7 +18,8 @@ help:
 	@echo "      ... BUNDLE=f.npz   with your own exported weight bundle (make regress STREAMS=... BUNDLE=f.npz too)"
 	@echo "make test                install what is missing, lint (ruff), run the test suite"
 	@echo "make lint                ruff check (configured in pyproject.toml)"
-	@echo "make regress             long RTL-vs-model regressions (many clips)"
+	@echo "make regress             long RTL-vs-model regressions (many clips) on a local Dask cluster"
+	@echo "      ... SCHEDULER=tcp://HOST:8786   on a running Dask cluster instead (or MGRADE_SCHEDULER=...)"
 	@echo "make bench               throughput of sim/, PyTorch and the RTL"
 	@echo "make report              Yosys synthesis report per component"
 	@echo "make notebooks           run the noise studies in their full setting"
@@ -48,7 +49,7 @@ sim: $(STAMP)
 	$(PY) -m testbenches.run $(TEST) $(BUNDLE_ARG)
 
 regress: $(STAMP)
-	$(PY) -m testbenches.regress $(BUNDLE_ARG) $(if $(STREAMS),--streams $(STREAMS))
+	$(PY) -m testbenches.regress $(BUNDLE_ARG) $(if $(STREAMS),--streams $(STREAMS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run

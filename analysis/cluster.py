@@ -102,7 +102,7 @@ def run_jobs(fn: Callable, jobs: Sequence, *, keys: Sequence[str | None] | None 
              weights: Sequence[int] | None = None, extra: tuple = (), client=None, scheduler: str | None = None,
              workers: int | None = None, retries: int = 0, on_error: Callable[[Any, BaseException], Any] | None = None,
              report: Callable[[Any, Any, bool], str | None] | None = None, progress: bool = True,
-             desc: str = "jobs", unit: str = "jobs") -> list:
+             desc: str = "jobs", unit: str = "jobs", bar=None) -> list:
     """``[fn(job, *extra) for job in jobs]``, computed on a Dask cluster.
 
     keys:     a content key per job (:func:`analysis.cache.key_of`), None for a job that is not stored;
@@ -116,6 +116,7 @@ def run_jobs(fn: Callable, jobs: Sequence, *, keys: Sequence[str | None] | None 
     on_error: ``on_error(job, exception)`` gives the result of a job that failed (not stored); without
               it the first failure is raised.
     report:   ``report(job, result, cached)`` gives a line to print (stdout, above the bar) per job.
+    bar:      a tqdm bar of the caller's to advance (else one of ``desc``, ``unit``, shown if ``progress``).
     """
     from tqdm import tqdm
 
@@ -128,8 +129,10 @@ def run_jobs(fn: Callable, jobs: Sequence, *, keys: Sequence[str | None] | None 
     results: list = [None] * len(jobs)
     done = [False] * len(jobs)
     todo: dict[Any, list[int]] = {}             # key (or the job's index) -> indices of the jobs it gives
-    bar = tqdm(total=sum(weights), desc=desc, unit=unit, disable=not progress, file=sys.stderr, mininterval=1.0,
-               dynamic_ncols=False, ncols=100)
+    own_bar = bar is None
+    if own_bar:
+        bar = tqdm(total=sum(weights), desc=desc, unit=unit, disable=not progress, file=sys.stderr,
+                   mininterval=1.0, dynamic_ncols=False, ncols=100)
 
     def finish(i: int, r: Any, cached: bool) -> None:
         results[i], done[i] = r, True
@@ -170,6 +173,7 @@ def run_jobs(fn: Callable, jobs: Sequence, *, keys: Sequence[str | None] | None 
                     finish(i, r, False)
                 fut.release()
     finally:
-        bar.close()
+        if own_bar:
+            bar.close()
     assert all(done)
     return results

@@ -5,8 +5,9 @@
   error), each a grid of physical values and a builder of the :class:`sim.NoiseModel` that has only
   that non-ideality (everything else ideal), so each curve isolates one effect.
 * :func:`run_tasks`: the engine. One task per (point, seed); cached results are read first, the
-  rest run on all cores (``concurrent.futures.ProcessPoolExecutor``, spawn, one BLAS thread per
-  worker) with a tqdm bar, and each result is written to the cache as soon as it arrives.
+  rest run on a Dask cluster (:mod:`analysis.cluster`: a local one of a worker process per core, one
+  BLAS thread each, or the running cluster named by ``$MGRADE_SCHEDULER``; the data go to every
+  worker once) with a tqdm bar, and each result is written to the cache as soon as it arrives.
 * :func:`run_sweeps`: the sweeps of one bundle on one data set, plus the noise-free reference,
   as :class:`SweepResult` objects (accuracy per point and seed; mean, spread).
 * :func:`run_default`: the chip at :meth:`sim.NoiseModel.default` (every non-ideality at its
@@ -17,11 +18,8 @@
 from __future__ import annotations
 
 import collections
-import concurrent.futures as cf
 import dataclasses
 import math
-import multiprocessing as mp
-import os
 import sys
 from typing import Any, Callable, Sequence
 
@@ -30,6 +28,7 @@ import numpy as np
 from sim.noise import ChargeInjection, Comparator, Leakage, Mismatch, NoiseModel, ReferenceLevels, Thermal
 
 from .cache import Cache, bundle_digest, code_digest, key_of
+from .cluster import get_client, n_workers, run_jobs, scheduler_address
 from .data import EvalData
 from .evaluate import evaluate
 
@@ -42,13 +41,6 @@ __all__ = ["Task", "run_tasks", "Sweep", "SWEEPS", "SweepResult", "run_sweeps", 
 UNIT_CAP = Mismatch().unit_capacitance
 STATE_CAP = Leakage().capacitance
 T_STEP = Leakage().t_step
-
-
-def n_workers() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -64,17 +56,9 @@ class Task:
     tag: Any = None
 
 
-_WORKER_DATA: EvalData | None = None
-
-
-def _init_worker(data: EvalData) -> None:
-    global _WORKER_DATA
-    _WORKER_DATA = data
-
-
-def _work(bundle, noise, seed: int, batch: int) -> dict:
-    d = _WORKER_DATA
-    return evaluate(bundle, d.x, d.y, d.lengths, noise=noise, seed=seed, batch=batch)
+def _work_on(task: Task, data: EvalData, batch: int) -> dict:
+    """One task (on a Dask worker, ``data`` scattered to every worker once; or inline)."""
+    return evaluate(task.bundle, data.x, data.y, data.lengths, noise=task.noise, seed=task.seed, batch=batch)
 
 
 def task_key(bdig: str, data: EvalData, noise: NoiseModel | None, seed: int, batch: int) -> str:
@@ -82,15 +66,14 @@ def task_key(bdig: str, data: EvalData, noise: NoiseModel | None, seed: int, bat
                   seed=int(seed) if noise is not None else 0, batch=int(batch), code=code_digest())
 
 
-_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
-
-
 def run_tasks(tasks: Sequence[Task], data: EvalData, *, batch: int = 64, cache: Cache | None = None,
-              workers: int | None = None, progress: bool = True, desc: str = "tasks") -> list[dict]:
+              workers: int | None = None, progress: bool = True, desc: str = "tasks",
+              scheduler: str | None = None) -> list[dict]:
     """Results of ``tasks`` on ``data`` (``evaluate``'s dicts, plus ``"cached"``), in task order.
 
-    Cached results are taken as they are; identical tasks run once; the rest run in ``workers``
-    processes (default: every core; 1 runs inline). Each result is cached as soon as it is done.
+    Cached results are taken as they are; identical tasks run once; the rest run on a Dask cluster:
+    the one at ``scheduler`` or ``$MGRADE_SCHEDULER``, else a local one of ``workers`` processes
+    (default: every core; 1, or a single task, runs inline). Each result is cached as soon as it is done.
     """
     from tqdm import tqdm
 
@@ -123,26 +106,17 @@ def run_tasks(tasks: Sequence[Task], data: EvalData, *, batch: int = 64, cache: 
         bar.update(uses[k])
 
     try:
-        if todo and (workers == 1 or len(todo) == 1):
-            _init_worker(data)
+        if todo and not scheduler_address(scheduler) and (workers == 1 or len(todo) == 1):
             for k, t in todo.items():
-                done(k, _work(t.bundle, t.noise, t.seed, batch))
+                done(k, _work_on(t, data, batch))
         elif todo:
-            saved = {v: os.environ.get(v) for v in _THREAD_VARS}
-            os.environ.update({v: "1" for v in _THREAD_VARS})
-            try:
-                with cf.ProcessPoolExecutor(max_workers=min(workers, len(todo)),
-                                            mp_context=mp.get_context("spawn"),
-                                            initializer=_init_worker, initargs=(data,)) as ex:
-                    futs = {ex.submit(_work, t.bundle, t.noise, t.seed, batch): k for k, t in todo.items()}
-                    for f in cf.as_completed(futs):
-                        done(futs[f], f.result())
-            finally:
-                for v, old in saved.items():
-                    if old is None:
-                        os.environ.pop(v, None)
-                    else:
-                        os.environ[v] = old
+            client = get_client(scheduler, workers)
+            data_f = client.scatter(data, broadcast=True, hash=False)
+            fresh = run_jobs(_work_on, list(todo.values()), keys=list(todo), cache=cache, reuse=False,
+                             extra=(data_f, batch),
+                             weights=[uses[k] for k in todo], client=client, bar=bar)
+            results.update({k: dict(r, cached=False) for k, r in zip(todo, fresh, strict=True)})
+            data_f.release()
     finally:
         bar.close()
     return [results[k] for k in keys]

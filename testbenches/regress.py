@@ -328,6 +328,7 @@ def main(argv=None, *, chunk=None) -> int:
           f"finished chunks stored in {store.root}", flush=True)
     t0 = time.time()
     results = _run(jobs, keys, store, client, reuse=not args.fresh, progress=not args.no_progress, chunk=chunk)
+    workers = max(workers, client_workers(client))     # a batch-queue cluster's workers arrive while it runs
     print("---- regression totals ----")
     streams = [StreamTotals.of(name, [r for r in results if r.name == name]) for name in names]
     for s in streams:
