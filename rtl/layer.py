@@ -8,16 +8,16 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spec.arch import Arch, Formats
-from spec.names import LAYER_TRACE_NAMES, layer_trace_names
+from spec.names import LAYER_TRACE_NAMES, layer_saturation_names, layer_trace_names
 
 from .addrmap import AddressMap
 from .conv import DelayLineConv
-from .fixed import requantize, saturate, shape_of
+from .fixed import any_of, requantize, saturate, shape_of
 from .mingru import GateCandidate, ScUpdate
 from .mixer import ChannelMixer
 from .norm import AffineNorm
 
-__all__ = ["MgradeLayer", "vector_layout", "layer_trace_layout"]
+__all__ = ["MgradeLayer", "vector_layout", "layer_trace_layout", "layer_sat_layout"]
 
 
 def vector_layout(arch: Arch, fmts: Formats) -> data.StructLayout:
@@ -43,6 +43,12 @@ def layer_trace_layout(arch: Arch, fmts: Formats) -> data.StructLayout:
     return data.StructLayout({n: shapes[n] for n in layer_trace_names(arch)})
 
 
+def layer_sat_layout(arch: Arch) -> data.StructLayout:
+    """One flag per name of :func:`spec.names.layer_saturation_names` (the names ``sim`` counts as
+    ``layers.{i}.<name>``), in that order."""
+    return data.StructLayout({n: 1 for n in layer_saturation_names(arch)})
+
+
 @dataclasses.dataclass
 class _Datapath:
     """The signals of one layer's step, filled in stage by stage by :class:`MgradeLayer`."""
@@ -63,6 +69,9 @@ class _Datapath:
     upd: ScUpdate | None = None
     mix: ChannelMixer | None = None
     norm: AffineNorm | None = None
+    sat: dict = dataclasses.field(default_factory=dict)     # saturation flags of the combinational parts
+    in_rout: Signal | None = None                           # the FSM is in ROUT / NORM (o, r / a are taken)
+    in_norm: Signal | None = None
 
 
 class MgradeLayer(wiring.Component):
@@ -82,8 +91,14 @@ class MgradeLayer(wiring.Component):
 
     ``i`` and ``o`` are :mod:`amaranth.lib.stream` interfaces carrying :func:`vector_layout`;
     the layer takes the next vector only after ``o`` was accepted. ``trace`` holds every
-    intermediate of the last step (:func:`layer_trace_layout`). :meth:`elaborate` builds one
-    stage per method and :meth:`_sequence` runs them; :meth:`cycles` counts its cycles.
+    intermediate of the last step (:func:`layer_trace_layout`). ``sat`` (:func:`layer_sat_layout`)
+    has one flag per tensor that can saturate, high in each cycle in which a value of that tensor
+    that saturated (in any element, at any of its rounding points) is taken: ``s`` when the
+    convolution starts, ``u`` / ``hc`` / ``h`` / ``y`` in the done cycle of the convolution, the
+    projections (the SC update) and the mixer, ``o`` and ``r`` in ROUT, ``m1`` in each of the
+    mixer's store cycles, ``a`` in NORM; within one step each fires at most once, except ``m1``.
+    :meth:`elaborate` builds one stage per method and :meth:`_sequence` runs them; :meth:`cycles`
+    counts its cycles.
     """
 
     def __init__(self, arch: Arch, fmts: Formats, amap: AddressMap, layer: int):
@@ -94,6 +109,7 @@ class MgradeLayer(wiring.Component):
             "i": In(stream.Signature(vec)),
             "o": Out(stream.Signature(vec)),
             "trace": Out(layer_trace_layout(arch, fmts)),
+            "sat": Out(layer_sat_layout(arch)),
         })
 
     @staticmethod
@@ -115,7 +131,8 @@ class MgradeLayer(wiring.Component):
         m = Module()
         act = data.ArrayLayout(shape_of(self.fmts.act), self.arch.hidden)
         dp = _Datapath(a_in=Signal(act, name="a_in"), first=Signal(name="first"), u=Signal(act, name="u"),
-                       r=Signal(act, name="r"), y=Signal(act, name="y"), a_out=Signal(act, name="a_out"))
+                       r=Signal(act, name="r"), y=Signal(act, name="y"), a_out=Signal(act, name="a_out"),
+                       in_rout=Signal(name="in_rout"), in_norm=Signal(name="in_norm"))
         self._accept(m, dp)
         self._conv(m, dp)
         self._projections(m, dp)
@@ -125,6 +142,7 @@ class MgradeLayer(wiring.Component):
         self._output(m, dp)
         self._sequence(m, dp)
         self._trace(m, dp)
+        self._saturation(m, dp)
         return m
 
     # ---- stages (combinational datapath) -------------------------------------------------------
@@ -132,9 +150,12 @@ class MgradeLayer(wiring.Component):
         """``s = q_dl(a)``: the sample pushed into the delay line."""
         fmts = self.fmts
         dp.s = Signal(data.ArrayLayout(shape_of(fmts.dl), self.arch.hidden), name="s")
+        sats = []
         for c in range(self.arch.hidden):
-            q, _ = requantize(dp.a_in[c], fmts.act.frac, fmts.dl)
+            q, sat = requantize(dp.a_in[c], fmts.act.frac, fmts.dl)
             m.d.comb += dp.s[c].eq(q)
+            sats.append(sat)
+        dp.sat["s"] = any_of(sats)
 
     def _conv(self, m: Module, dp: _Datapath) -> None:
         """The delay-line convolution (K > 0); ``u = sat(u0 + a)`` (skip) or ``u0``."""
@@ -142,7 +163,7 @@ class MgradeLayer(wiring.Component):
             return
         m.submodules.conv = dp.conv = DelayLineConv(self.arch, self.fmts, self.amap, self.layer)
         m.d.comb += [dp.conv.s.eq(dp.s), dp.conv.first.eq(dp.first)]
-        dp.u_next = self._skip_add(m, "u_next", dp.conv.u0, dp.a_in)
+        dp.u_next, dp.sat["u_skip"] = self._skip_add(m, "u_next", dp.conv.u0, dp.a_in)
 
     def _projections(self, m: Module, dp: _Datapath) -> None:
         """Gate and candidate projections of ``u``, the SC state update, and the output stage
@@ -152,13 +173,16 @@ class MgradeLayer(wiring.Component):
         m.submodules.update = dp.upd = ScUpdate(arch, fmts)
         m.d.comb += [dp.proj.u.eq(dp.u), dp.upd.k.eq(dp.proj.k), dp.upd.hc.eq(dp.proj.hc)]
         dp.o = Signal(data.ArrayLayout(shape_of(fmts.act), arch.hidden), name="o")
+        sats = []
         for c in range(arch.hidden):
             if arch.rnn_out == "linear":
-                oc, _ = requantize(dp.upd.h[c], fmts.h.frac, fmts.act)
+                oc, sat = requantize(dp.upd.h[c], fmts.h.frac, fmts.act)
+                sats.append(sat)
             else:
                 oc = Mux(dp.upd.h[c] > 0, 1 << fmts.act.frac, 0)
             m.d.comb += dp.o[c].eq(oc)
-        dp.r_next = self._skip_add(m, "r_next", dp.o, dp.u)
+        dp.sat["o"] = any_of(sats)
+        dp.r_next, dp.sat["r"] = self._skip_add(m, "r_next", dp.o, dp.u)
 
     def _mixer(self, m: Module, dp: _Datapath) -> None:
         """The channel mixer of ``r`` (mix != 'none'); ``y = sat(m2 + r)`` (skip) or ``m2``."""
@@ -166,7 +190,7 @@ class MgradeLayer(wiring.Component):
             return
         m.submodules.mix = dp.mix = ChannelMixer(self.arch, self.fmts, self.amap, self.layer)
         m.d.comb += dp.mix.r.eq(dp.r)
-        dp.y_next = self._skip_add(m, "y_next", dp.mix.m2, dp.r)
+        dp.y_next, dp.sat["y_skip"] = self._skip_add(m, "y_next", dp.mix.m2, dp.r)
 
     def _norm(self, m: Module, dp: _Datapath) -> None:
         """The affine normalisation of ``y`` (norm 'affine')."""
@@ -175,13 +199,20 @@ class MgradeLayer(wiring.Component):
         m.submodules.norm = dp.norm = AffineNorm(self.arch, self.fmts, self.amap, self.layer)
         m.d.comb += dp.norm.y.eq(dp.y)
 
-    def _skip_add(self, m: Module, name: str, x, skip) -> Signal:
-        """``sat_act(x + skip)`` per channel with the residual connections (arch.skip), else ``x``."""
+    def _skip_add(self, m: Module, name: str, x, skip):
+        """``sat_act(x + skip)`` per channel with the residual connections (arch.skip), else ``x``.
+        Returns the sum and its saturation flag (any channel; 0 without skip)."""
         fmts = self.fmts
         out = Signal(data.ArrayLayout(shape_of(fmts.act), self.arch.hidden), name=name)
+        sats = []
         for c in range(self.arch.hidden):
-            m.d.comb += out[c].eq(saturate(x[c] + skip[c], fmts.act)[0] if self.arch.skip else x[c])
-        return out
+            if self.arch.skip:
+                v, sat = saturate(x[c] + skip[c], fmts.act)
+                sats.append(sat)
+            else:
+                v = x[c]
+            m.d.comb += out[c].eq(v)
+        return out, any_of(sats)
 
     def _configuration(self, m: Module, dp: _Datapath) -> None:
         """Every block with run-time memories listens to the configuration bus."""
@@ -213,6 +244,7 @@ class MgradeLayer(wiring.Component):
                 self._start_and_wait(m, "CONV", dp.conv, "PROJ_GO", dp.u.eq(dp.u_next))
             self._start_and_wait(m, "PROJ", dp.proj, "ROUT", dp.upd.en.eq(1), domain="comb")
             with m.State("ROUT"):
+                m.d.comb += dp.in_rout.eq(1)
                 m.d.sync += dp.r.eq(dp.r_next)
                 if arch.mix != "none":
                     m.next = "MIX_GO"
@@ -222,6 +254,7 @@ class MgradeLayer(wiring.Component):
             if arch.mix != "none":
                 self._start_and_wait(m, "MIX", dp.mix, "NORM", dp.y.eq(dp.y_next))
             with m.State("NORM"):
+                m.d.comb += dp.in_norm.eq(1)
                 m.d.sync += dp.a_out.eq(dp.norm.a if arch.norm == "affine" else dp.y)
                 m.next = "OUT"
             with m.State("OUT"):
@@ -246,3 +279,18 @@ class MgradeLayer(wiring.Component):
         values = {"s": dp.s, "u": dp.u, "k": dp.proj.k, "hc": dp.proj.hc, "h": dp.upd.h, "o": dp.o, "r": dp.r,
                   "m1": dp.mix.m1 if dp.mix else None, "y": dp.y, "a": dp.a_out}
         m.d.comb += [self.trace[n].eq(values[n]) for n in layer_trace_names(self.arch)]
+
+    def _saturation(self, m: Module, dp: _Datapath) -> None:
+        """The ``sat`` port: each tensor's saturation flag, gated by the cycle its value is taken
+        (see the class docstring; one flag per name of :func:`spec.names.layer_saturation_names`)."""
+        ev = {"hc": dp.proj.done & dp.proj.sat, "h": dp.upd.sat,
+              "o": dp.in_rout & dp.sat["o"], "r": dp.in_rout & dp.sat["r"]}
+        if dp.conv is not None:
+            ev["s"] = dp.conv.start & dp.sat["s"]
+            ev["u"] = dp.conv.done & (dp.conv.sat | dp.sat["u_skip"])
+        if dp.mix is not None:
+            ev["m1"] = dp.mix.sat_m1
+            ev["y"] = dp.mix.sat_m2 | (dp.mix.done & dp.sat["y_skip"])
+        if dp.norm is not None:
+            ev["a"] = dp.in_norm & dp.norm.sat
+        m.d.comb += [self.sat[n].eq(ev[n]) for n in layer_saturation_names(self.arch)]

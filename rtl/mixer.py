@@ -27,7 +27,9 @@ class ChannelMixer(wiring.Component):
       ``q_act(v * gate_code(p[E:]), f_a + b_z)``.
 
     Then the projection ``W2 m1 + b2`` broadcasts ``m1[i]`` for ``i = 0..E-1`` (E cycles) and
-    ``m2 = q_act(acc)``. Timing: ``1 + P (H + 1) + E + 1`` cycles from ``start`` to ``done``
+    ``m2 = q_act(acc)``. Saturation flags, each high in the cycle a saturated value is taken:
+    ``sat_m1`` (a store cycle: a requantisation of ``m1``), ``sat_m2`` (the ``done`` cycle: ``m2``);
+    ``sat`` is either. Timing: ``1 + P (H + 1) + E + 1`` cycles from ``start`` to ``done``
     inclusive (the last pass's store cycle also loads ``b2``).
     """
 
@@ -44,6 +46,8 @@ class ChannelMixer(wiring.Component):
             "m1": Out(data.ArrayLayout(shape_of(fmts.act), E)),
             "m2": Out(data.ArrayLayout(shape_of(fmts.act), H)),
             "sat": Out(1),
+            "sat_m1": Out(1),
+            "sat_m2": Out(1),
         })
 
     @staticmethod
@@ -105,7 +109,7 @@ class ChannelMixer(wiring.Component):
         m.d.sync += self.done.eq(project & (i == E - 1))
 
         # store the rows of pass p into m1
-        sats = []
+        sats, sats2 = [], []
         with m.If(store):
             with m.Switch(p):
                 for pp in range(P):
@@ -125,6 +129,7 @@ class ChannelMixer(wiring.Component):
         for c in range(H):
             q, sat = requantize(mac.acc[c], f_mix, fmts.act)
             m.d.comb += self.m2[c].eq(q)
-            sats.append(sat & self.done)
-        m.d.comb += self.sat.eq(any_of(sats))
+            sats2.append(sat & self.done)
+        m.d.comb += [self.sat_m1.eq(any_of(sats)), self.sat_m2.eq(any_of(sats2)),
+                     self.sat.eq(self.sat_m1 | self.sat_m2)]
         return m

@@ -22,7 +22,9 @@ class Readout(wiring.Component):
     accumulator is updated in the ``done`` cycle (restarting from 0 when ``first``) and ``acc``
     shows the updated sum in that cycle; ``argmax(acc)`` is the argmax of the time mean.
     With ``readout='last'`` the logits of the last step are the result and ``acc`` is absent.
-    Timing: ``start`` + H cycles + 1 cycle with ``done`` (:meth:`cycles`).
+    Timing: ``start`` + H cycles + 1 cycle with ``done`` (:meth:`cycles`). Saturation flags, high
+    in the ``done`` cycle only: ``sat_logit`` (a step logit), ``sat_acc`` (the accumulator), ``sat``
+    either.
     """
 
     def __init__(self, arch: Arch, fmts: Formats, amap: AddressMap):
@@ -36,6 +38,8 @@ class Readout(wiring.Component):
             "done": Out(1),
             "logits": Out(data.ArrayLayout(shape_of(fmts.logit), C)),
             "sat": Out(1),
+            "sat_logit": Out(1),
+            "sat_acc": Out(1),
         }
         if arch.readout == "mean":
             members["acc"] = Out(data.ArrayLayout(shape_of(fmts.logit_acc), C))
@@ -57,7 +61,7 @@ class Readout(wiring.Component):
         w = weight_memory(m, self.amap, "out.w", self.cfg, i)
         b = weight_memory(m, self.amap, "out.b", self.cfg, 0)
         broadcast_columns(m, mac, self.a[i], w, b, bias=fmts.bias, f_acc=f_acc, start=self.start, running=running)
-        sats = []
+        sats, sats_acc = [], []
         for c in range(C):
             q, sat = requantize(mac.acc[c], f_acc, fmts.logit)
             m.d.comb += self.logits[c].eq(q)
@@ -68,6 +72,7 @@ class Readout(wiring.Component):
                 m.d.comb += self.acc[c].eq(new)
                 with m.If(self.done):
                     m.d.sync += total.eq(new)
-                sats.append(sat2)
-        m.d.comb += self.sat.eq(any_of(sats) & self.done)
+                sats_acc.append(sat2)
+        m.d.comb += [self.sat_logit.eq(any_of(sats) & self.done), self.sat_acc.eq(any_of(sats_acc) & self.done),
+                     self.sat.eq(self.sat_logit | self.sat_acc)]
         return m

@@ -7,9 +7,15 @@ port        payload                                                  protocol
 =========== ======================================================= =========================
 ``cfg``     ``{addr, data}`` (:class:`rtl.addrmap.AddressMap`)       stream, always ready
 ``i``       ``{first, x[d_in]}`` or ``{first, token}``               stream (ready = idle)
-``o``       ``{logits[C], acc[C]}`` (``acc`` only if readout=mean)   stream (back-pressure)
+``o``       ``{logits[C], acc[C], sat}`` (``acc`` if readout=mean)    stream (back-pressure)
 ``probe``   every layer's intermediates (only ``trace=True``)        plain output
 =========== ======================================================= =========================
+
+``o.payload.sat`` holds the step's saturation flags: one bit per name of
+:func:`spec.names.saturation_names` (``enc``, ``layers.{i}.{s,u,hc,h,o,r,m1,y,a}``, ``logit``,
+``logit_acc``, as the architecture has them), set if any element of that tensor saturated, at any
+of its rounding points, during this step (the events ``sim`` counts). The blocks' flags, gated by
+the cycle each value is taken, are OR-ed into a register cleared when the step's sample is accepted.
 
 ``first`` marks the first sample of a sequence: the minGRU states, the delay lines and the
 logit accumulator restart from zero. The network takes one sample, runs the encoder, the
@@ -29,6 +35,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spec.arch import Arch, Formats
+from spec.names import saturation_names
 
 from .addrmap import AddressMap
 from .encoder import EmbeddingEncoder, LinearEncoder, encoder_class, token_bits
@@ -38,7 +45,7 @@ from .mixer import ChannelMixer
 from .readout import Readout
 
 __all__ = ["MgradeTop", "cycles_per_step", "cycles_formula", "cycles_closed_form", "input_layout", "output_layout",
-           "trace_layout", "cfg_layout"]
+           "trace_layout", "cfg_layout", "sat_layout"]
 
 
 def input_layout(arch: Arch, fmts: Formats) -> data.StructLayout:
@@ -47,10 +54,16 @@ def input_layout(arch: Arch, fmts: Formats) -> data.StructLayout:
     return data.StructLayout({"first": 1, "token": token_bits(arch)})
 
 
+def sat_layout(arch: Arch) -> data.StructLayout:
+    """The per-step saturation flags: one bit per name of :func:`spec.names.saturation_names`, in order."""
+    return data.StructLayout({n: 1 for n in saturation_names(arch)})
+
+
 def output_layout(arch: Arch, fmts: Formats) -> data.StructLayout:
     f = {"logits": data.ArrayLayout(shape_of(fmts.logit), arch.n_classes)}
     if arch.readout == "mean":
         f["acc"] = data.ArrayLayout(shape_of(fmts.logit_acc), arch.n_classes)
+    f["sat"] = sat_layout(arch)
     return data.StructLayout(f)
 
 
@@ -146,11 +159,24 @@ class MgradeTop(wiring.Component):
         m.d.comb += [ro.a.eq(a_last), ro.first.eq(first), self.o.payload.eq(out)]
         m.d.comb += [layers[0].i.payload.a.eq(enc.a), layers[0].i.payload.first.eq(first)]
 
+        # saturation: every block's flag in the cycle its value is taken, OR-ed over the step
+        events = Signal(sat_layout(arch))
+        ev = {"logit": ro.sat_logit}
+        if arch.encoder == "linear":
+            ev["enc"] = enc.done & enc.sat
+        if arch.readout == "mean":
+            ev["logit_acc"] = ro.sat_acc
+        for i, lay in enumerate(layers):
+            ev.update({f"layers.{i}.{n}": lay.sat[n] for n, _ in lay.sat.shape()})
+        m.d.comb += [events[n].eq(ev[n]) for n in saturation_names(arch)]
+        flags = Signal(sat_layout(arch))        # this step's so far
+        m.d.sync += flags.eq(flags.as_value() | events.as_value())
+
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.i.ready.eq(1)
                 with m.If(self.i.valid):
-                    m.d.sync += first.eq(self.i.payload.first)
+                    m.d.sync += [first.eq(self.i.payload.first), flags.eq(0)]
                     if arch.encoder == "linear":
                         m.d.sync += x.eq(self.i.payload.x)
                     else:
@@ -176,7 +202,7 @@ class MgradeTop(wiring.Component):
                 m.next = "RO_WAIT"
             with m.State("RO_WAIT"):
                 with m.If(ro.done):
-                    m.d.sync += out.logits.eq(ro.logits)
+                    m.d.sync += [out.logits.eq(ro.logits), out.sat.eq(flags.as_value() | events.as_value())]
                     if arch.readout == "mean":
                         m.d.sync += out.acc.eq(ro.acc)
                     m.next = "OUT"

@@ -26,7 +26,9 @@ Saturation counts: one key per tensor that can saturate, named like the trace ke
 clipped at a rounding point of that tensor's computation: ``u`` counts the convolution's
 requantisation and the skip add; ``y`` the mixer's second requantisation and its skip add; ``m1``
 both GLU requantisations). With ``lengths``, steps past a sequence's length are computed (and
-traced) but not counted.
+traced) but not counted. ``run(..., saturation_steps=True)`` also returns the events of every
+step (``Result.saturation_steps``, (B, T) counts per name): what the RTL's per-step saturation flags
+are compared with in the co-simulation.
 
 Time-major layout inside the engine: a chunk is ``(T_c, B, features)``; the API is ``(B, T, ...)``.
 """
@@ -63,6 +65,8 @@ class Result:
     step_logits: (B, T, C) int64 ``logit`` codes of every step.
     saturations: counts per tensor name (see :func:`saturation_names`).
     trace:       None, or every intermediate, (B, T, .) int64, keys :func:`trace_names`.
+    saturation_steps: None, or (``run(saturation_steps=True)``) the events of every step, (B, T)
+                 int64 per name of :func:`saturation_names` (summed over time: ``saturations``).
 
     The arrays are of the input's kind: NumPy arrays for NumPy input, torch tensors on the input's
     device for torch input.
@@ -72,6 +76,7 @@ class Result:
     step_logits: Any
     saturations: dict[str, int]
     trace: dict[str, Any] | None = None
+    saturation_steps: dict[str, Any] | None = None
 
     @property
     def predictions(self) -> Any:
@@ -285,7 +290,7 @@ class Network:
 
     # -- whole sequence --------------------------------------------------------------------------
     def run(self, x: Any, *, lengths: Any = None, trace: bool = False, seed: int | None = None,
-            chunk: int | None = None) -> Result:
+            chunk: int | None = None, saturation_steps: bool = False) -> Result:
         """Run whole sequences.
 
         x:       (B, T, d_in) integer input codes in ``formats.x`` (linear encoder) or (B, T)
@@ -297,6 +302,7 @@ class Network:
         trace:   keep every intermediate tensor (memory: B x T x features int64 each).
         seed:    dynamic-noise seed (default: the noise model's); ignored without noise.
         chunk:   steps per chunk (default: the network's); any value gives the same integers.
+        saturation_steps: also count the saturation events of every step (``Result.saturation_steps``).
         """
         x = self._check_input(x)
         xp, dev = array_namespace(x), device(x)
@@ -313,16 +319,23 @@ class Network:
         xt = xp.moveaxis(x, 1, 0)                                             # (T, B, ...)
         step_logits = xp.empty((B, T, self.arch.n_classes), dtype=xp.int64, device=dev)
         tr: dict[str, list] | None = {n: [] for n in trace_names(self.arch)} if trace else None
+        per_step = ({n: xp.zeros((T, B), dtype=xp.int64, device=dev) for n in self._sat_names}
+                    if saturation_steps else None)
         for t0 in range(0, T, Tc):
             t1 = min(T, t0 + Tc)
             v = None if valid_all is None else valid_all[t0:t1]
-            step_logits[:, t0:t1] = xp.moveaxis(self._advance(st, xt[t0:t1], v, tr), 0, 1)
+            sd = None if per_step is None else {}
+            step_logits[:, t0:t1] = xp.moveaxis(self._advance(st, xt[t0:t1], v, tr, sd), 0, 1)
+            for n, c in (sd or {}).items():
+                per_step[n][t0:t1] += c
         res_trace = None
         if tr is not None:
             res_trace = {k: xp.astype(xp.moveaxis(xp.concat(v, axis=0), 0, 1), xp.int64)
                          for k, v in tr.items() if k != "step_logits"}
             res_trace["step_logits"] = step_logits
-        return Result(logits=st.acc, step_logits=step_logits, saturations=st.saturations, trace=res_trace)
+        sat_steps = None if per_step is None else {n: xp.moveaxis(c, 0, 1) for n, c in per_step.items()}
+        return Result(logits=st.acc, step_logits=step_logits, saturations=st.saturations, trace=res_trace,
+                      saturation_steps=sat_steps)
 
     # -- input validation ------------------------------------------------------------------------
     @staticmethod
@@ -392,12 +405,13 @@ class Network:
         return xp.asarray(lengths, dtype=xp.int64, device=device(like))
 
     # -- the engine ------------------------------------------------------------------------------
-    def _advance(self, st: State, xc: Any, valid: Any, tr: dict[str, list] | None) -> Any:
+    def _advance(self, st: State, xc: Any, valid: Any, tr: dict[str, list] | None, steps: dict | None = None) -> Any:
         """Process one chunk ``xc`` (T_c, B, ...) of steps ``st.t ..``; updates ``st``; returns the
-        chunk's step logits (T_c, B, C). ``valid``: (T_c, B) mask of counted steps or None."""
+        chunk's step logits (T_c, B, C). ``valid``: (T_c, B) mask of counted steps or None.
+        ``steps``: a dict that receives the chunk's saturation events per step, (T_c, B) per name."""
         F = self.formats
         xp, dev = array_namespace(xc), device(xc)
-        sat = SatCounter(st.saturations, valid)
+        sat = SatCounter(st.saturations, valid, steps)
 
         def rec(name: str, value: Any) -> None:
             if tr is not None:
@@ -436,7 +450,7 @@ class Network:
             k, hc = self._projections_sc(L, chip, st, u, acc_z, acc_h, sat)
         rec(p + "k", k)
         rec(p + "hc", hc)
-        h = self._recur(L, chip, st, k, hc, valid)
+        h = self._recur(L, chip, st, k, hc, valid, sat)
         rec(p + "h", h)
         o = self._output(L, chip, st, h, sat)
         rec(p + "o", o)
@@ -508,7 +522,7 @@ class Network:
         hc = sat.sat(L.prefix + "hc", round_real(np.clip(x, -lim, lim), F.h.rounding, self.wdt), F.h)
         return k, hc
 
-    def _recur(self, L: _Layer, chip, st: State, k: Any, hc: Any, valid) -> Any:
+    def _recur(self, L: _Layer, chip, st: State, k: Any, hc: Any, valid, sat: SatCounter) -> Any:
         """Run ``h`` through the chunk; returns (T_c, B, H) states, counts ``h`` saturations."""
         F, bz, i = self.formats, self.arch.gate_bits, L.i
         h0 = st.h[i]
@@ -542,6 +556,7 @@ class Network:
         n = int(xp.count_nonzero(diff))
         if n:
             st.saturations[L.prefix + "h"] = st.saturations.get(L.prefix + "h", 0) + n
+            sat.add_steps(L.prefix + "h", xp.sum(xp.astype(diff, xp.int64), axis=-1))
         return hs
 
     def _accumulate(self, st: State, logits: Any, valid, sat: SatCounter) -> None:
@@ -563,7 +578,12 @@ class Network:
         if int(cs.min()) >= fmt.min_int and int(cs.max()) <= fmt.max_int:
             st.acc = cs[-1]                                                   # nothing saturated
             return
-        acc = st.acc
+        acc, per = st.acc, []
         for t in range(lm.shape[0]):                                          # saturating sum, step by step
-            acc = sat.sat("logit_acc", acc + xp.astype(lm[t], xp.int64), fmt, valid=None)
+            x = acc + xp.astype(lm[t], xp.int64)
+            if sat.steps is not None:                                         # the step's events, (B,)
+                per.append(xp.sum(xp.astype((x < fmt.min_int) | (x > fmt.max_int), xp.int64), axis=-1))
+            acc = SatCounter(sat.counts).sat("logit_acc", x, fmt, valid=None)
+        if per:
+            sat.add_steps("logit_acc", xp.stack(per))
         st.acc = acc

@@ -64,19 +64,37 @@ class SatCounter:
     tensors (padded steps of shorter sequences are not counted). An *event* is one element
     clipped at one rounding point; a tensor produced by two saturating steps (``u``: conv
     requantisation then skip add) can count twice for one element.
+
+    ``steps``: optionally a dict that also receives the events per position of the two leading
+    axes (``(T, B)`` int64 counts per name, for ``(T, B, ...)`` tensors): the per-step counts the
+    co-simulation compares with the RTL's saturation flags. Created on a name's first event.
     """
 
-    def __init__(self, counts: dict[str, int], valid=None) -> None:
+    def __init__(self, counts: dict[str, int], valid=None, steps: dict | None = None) -> None:
         self.counts = counts
         self.valid = valid
+        self.steps = steps
 
     def _add(self, name: str, n: int, x, fmt: Format, valid) -> None:
         if not n:
             return
-        if valid is not None and not bool(valid.all()):
-            m = valid.reshape(tuple(valid.shape) + (1,) * (x.ndim - valid.ndim))
-            n = int((((x < fmt.min_int) | (x > fmt.max_int)) & m).sum())
+        masked = valid is not None and not bool(valid.all())
+        if masked or self.steps is not None:
+            xp = array_namespace(x)
+            hit = (x < fmt.min_int) | (x > fmt.max_int)
+            if masked:
+                hit = hit & valid.reshape(tuple(valid.shape) + (1,) * (x.ndim - valid.ndim))
+                n = int(xp.sum(xp.astype(hit, xp.int64)))
+            if self.steps is not None:
+                hit = xp.astype(hit, xp.int64)
+                self.add_steps(name, xp.sum(hit, axis=tuple(range(2, x.ndim))) if x.ndim > 2 else hit)
         self.counts[name] = self.counts.get(name, 0) + n
+
+    def add_steps(self, name: str, per: object) -> None:
+        """Add ``per`` ((T, B) event counts) to the per-step counts of ``name`` (if kept)."""
+        if self.steps is None:
+            return
+        self.steps[name] = per if name not in self.steps else self.steps[name] + per
 
     def sat(self, name: str, x, fmt: Format, valid=...):
         """``sat_F(x)``: clip integer codes to ``fmt``, counting clipped elements under ``name``."""

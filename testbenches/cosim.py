@@ -2,10 +2,14 @@
 
 :func:`run_cocotb` streams sequences through the design under cocotb (:mod:`testbenches.tb_network`),
 in Verilator (default) or Icarus Verilog (``simulator='icarus-2005'|'icarus-2012'``), comparing
-every per-step output (step logits and the running logit accumulator) with :class:`sim.Network`
-bit for bit. On a mismatch, :func:`localise` rebuilds the design with the trace port and FST
-tracing and re-runs the failing sequence in the plain C++ harness (:file:`testbenches/harness.cpp`),
-compares every intermediate of every layer with ``sim``'s trace and reports the first differing
+every per-step output (step logits, the running logit accumulator and the saturation flags) with
+:class:`sim.Network` bit for bit. The saturation flags (:func:`rtl.top.sat_layout`): per step and
+per tensor of :func:`spec.names.saturation_names`, the RTL's flag must equal ``sim``'s "this step
+counted at least one saturation event of this tensor" (``Result.saturation_steps > 0``); a
+difference is a mismatch like any other (``output`` ``'sat'``, ``class`` the tensor's name).
+On a mismatch, :func:`localise` rebuilds the design with the trace port and FST tracing and
+re-runs the failing sequence in the plain C++ harness (:file:`testbenches/harness.cpp`), compares
+every intermediate of every layer with ``sim``'s trace and reports the first differing
 (step, tensor, channel), both values, and an FST waveform of the steps around it.
 :func:`run_harness` runs the same job without Python (the speed reference of
 ``benchmarks/bench_rtl.py``).
@@ -29,16 +33,24 @@ from . import layouts
 from .build import BUILD, TOP, build_cocotb, build_harness, ensure_path, run_cocotb_test, verilog_feeder, verilog_for
 
 __all__ = ["Expected", "expected", "run_cocotb", "run_harness", "localise", "CosimResult", "build_stream",
-           "cfg_words"]
+           "cfg_words", "sat_summary"]
 
 
 @dataclasses.dataclass
 class Expected:
     """What ``sim`` says, per sequence ``b``: ``logits[b]`` (T_b, C) step logits, ``acc[b]``
-    (T_b, C) the running accumulator (readout 'mean'), ``final[b]`` (C,) the readout."""
+    (T_b, C) the running accumulator (readout 'mean'), ``final[b]`` (C,) the readout, and
+    ``sat[name][b]`` (T_b,) the saturation events of tensor ``name`` in each step."""
     logits: list
     acc: list | None
     final: np.ndarray
+    sat: dict | None = None
+
+    def sat_flags(self, seqs=None) -> dict[str, np.ndarray]:
+        """Per name, the concatenated per-step flags (events > 0) of sequences ``seqs`` (all)."""
+        seqs = range(len(self.logits)) if seqs is None else seqs
+        return {n: np.concatenate([v[b] for b in seqs]).astype(bool).astype(np.int64)
+                for n, v in (self.sat or {}).items()}
 
 
 def expected(bundle: Bundle, xs: list[np.ndarray], *, trace: bool = False):
@@ -51,9 +63,10 @@ def expected(bundle: Bundle, xs: list[np.ndarray], *, trace: bool = False):
     X = np.zeros(shape, np.int64)
     for b, x in enumerate(xs):
         X[b, :len(x)] = x
-    res = Network(bundle).run(X, lengths=lens if (lens < T).any() else None, trace=trace)
+    res = Network(bundle).run(X, lengths=lens if (lens < T).any() else None, trace=trace, saturation_steps=True)
     sl = res.step_logits
     logits = [sl[b, :lens[b]] for b in range(len(xs))]
+    sat = {n: [c[b, :lens[b]] for b in range(len(xs))] for n, c in res.saturation_steps.items()}
     accs = None
     if arch.readout == "mean":
         acc = np.zeros((len(xs), arch.n_classes), np.int64)
@@ -65,7 +78,7 @@ def expected(bundle: Bundle, xs: list[np.ndarray], *, trace: bool = False):
         accs = [run[b, :lens[b]] for b in range(len(xs))]
         if not np.array_equal(acc, res.logits):
             raise AssertionError("running accumulator disagrees with sim's readout")
-    return Expected(logits, accs, res.logits), res
+    return Expected(logits, accs, res.logits, sat), res
 
 
 @dataclasses.dataclass
@@ -87,11 +100,29 @@ class CosimResult:
     trace: dict | None = None   # probe=True: every layer's intermediates, (steps, ...) int64
     outputs: dict | None = None  # decoded per-step outputs ('logits', 'acc'), (steps, C) int64
 
+    def sat_steps(self) -> dict[str, int]:
+        """Per tensor name (:func:`spec.names.saturation_names`), the steps in which the RTL raised its
+        saturation flag (equal to ``sim``'s when ``bit_exact``)."""
+        return {k[4:]: int(np.asarray(v).sum()) for k, v in (self.outputs or {}).items() if k.startswith("sat.")}
+
     def summary(self) -> dict:
         return {"steps": self.steps, "cycles": self.cycles, "wall_s": round(self.wall, 3),
                 "steps_per_s": round(self.steps / self.wall, 1) if self.wall else None,
                 "cycles_per_s": round(self.cycles / self.wall) if self.wall else None,
                 "cycles_per_step": self.cycles_per_step, "bit_exact": self.bit_exact}
+
+
+def sat_summary(r: CosimResult, exp: Expected) -> str:
+    """One line on the saturation flags of a run: agreement with ``sim`` and, per tensor, the steps
+    in which the flag was raised (only the tensors that saturated at all)."""
+    m = r.mismatch
+    if m is not None and m["output"] == "sat":
+        return (f"DIFFER: sequence {m['seq']} step {m['step']}, tensor {m['class']}: RTL flag {m['got']} != "
+                f"sim {m['expected']} (sim counted {'an' if m['expected'] else 'no'} event)")
+    head = ("agree with sim/ at every step" if r.bit_exact else "agree up to the first mismatch") + \
+        f" ({len(exp.sat or {})} tensors; flag = at least one saturation event in the step)"
+    fired = {n: c for n, c in r.sat_steps().items() if c}
+    return head + "; raised in: " + (", ".join(f"{n} {c} steps" for n, c in fired.items()) if fired else "no step")
 
 
 def _inputs(bundle: Bundle, xs: list[np.ndarray]):
@@ -152,7 +183,8 @@ def run_cocotb(bundle: Bundle, xs: list[np.ndarray], exp: Expected | None = None
         cut = [len(x) for x in kept]
         logits = [lg[:c] for lg, c in zip(exp.logits[:n], cut, strict=True)]
         acc = None if exp.acc is None else [a[:c] for a, c in zip(exp.acc[:n], cut, strict=True)]
-        exp = Expected(logits, acc, exp.final[:n])
+        sat = None if exp.sat is None else {k: [c[b][:cut[b]] for b in range(n)] for k, c in exp.sat.items()}
+        exp = Expected(logits, acc, exp.final[:n], sat)
         xs = kept
     from .feeder import MAX_STEPS
     tb0 = time.time()
@@ -184,7 +216,7 @@ def run_cocotb(bundle: Bundle, xs: list[np.ndarray], exp: Expected | None = None
         wd = base / f"run{g}" if len(groups) > 1 else base
         r = _run_group(bundle, [xs[b] for b in idx], [exp.logits[b] for b in idx],
                        None if exp.acc is None else [exp.acc[b] for b in idx], cfg, bdir, top, probe, wd,
-                       simulator)
+                       simulator, exp_sat=exp.sat_flags(idx))
         for k in tot:
             tot[k] += r[k]
         finals += r["finals"]
@@ -224,7 +256,8 @@ def build_stream(arch, fmts, *, probe: bool = False, simulator: str = "verilator
     return build_cocotb(vfile, top=TB_TOP, extra=(tb,), timing=True, simulator=simulator, log=log), TB_TOP
 
 
-def _run_group(bundle, xs, exp_logits, exp_acc, cfg_vals, bdir, top, probe, workdir, simulator="verilator") -> dict:
+def _run_group(bundle, xs, exp_logits, exp_acc, cfg_vals, bdir, top, probe, workdir, simulator="verilator",
+               exp_sat=None) -> dict:
     arch, fmts = bundle.arch, bundle.formats
     ins, _ = _inputs(bundle, xs)
     lens = np.array([len(x) for x in xs])
@@ -234,13 +267,14 @@ def _run_group(bundle, xs, exp_logits, exp_acc, cfg_vals, bdir, top, probe, work
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     meta = {"out_fields": of, "n_classes": arch.n_classes, "max_steps": int(ends[-1]), "probe": probe,
-            "dir": str(workdir)}
+            "dir": str(workdir), "sat_keys": [f"sat.{n}" for n in exp_sat or {}]}
     job, result = workdir / "job.npz", workdir / "result.npz"
     arrays = {"meta": np.frombuffer(json.dumps(meta).encode(), np.uint8),
               "seq_start": np.concatenate([[0], ends[:-1]]), "seq_end": ends,
               "exp_logits": np.concatenate(exp_logits)}
     if exp_acc is not None:
         arrays["exp_acc"] = np.concatenate(exp_acc)
+    arrays.update({f"exp_sat.{n}": v for n, v in (exp_sat or {}).items()})     # per-step flags
     if probe:                               # wide payloads travel as decimal text
         arrays.update({"inputs_txt": np.frombuffer(" ".join(map(str, ins)).encode(), np.uint8),
                        "cfg_txt": np.frombuffer(" ".join(map(str, cfg_vals)).encode(), np.uint8)})

@@ -70,7 +70,7 @@ def main(argv=None) -> int:
         return 2
     from rtl.top import cycles_per_step
 
-    from .cosim import expected, localise, run_cocotb
+    from .cosim import expected, localise, run_cocotb, sat_summary
     from .streams import make_case
     t0 = time.time()
     n = args.seqs or (1 if args.test in ("gsc_stream", "asc_stream") else 3)
@@ -100,6 +100,9 @@ def main(argv=None) -> int:
             print(f"[{args.test}] first difference: stream {args.test}, sequence {m['seq']}, time step "
                   f"{loc['step']}, {lay}tensor {loc['tensor']}, channel {loc['channel']}: "
                   f"RTL {loc['rtl']} != sim {loc['sim']}")
+        elif m["output"] == "sat":
+            print(f"[{args.test}] every traced value agrees through step {m['step']}: only the saturation flag "
+                  f"of {m['class']} differs")
         else:
             print(f"[{args.test}] the trace build does not reproduce the difference")
         print(f"[{args.test}] waveform (steps {loc['fst_steps'][0]}..{loc['fst_steps'][1] - 1}): {loc['fst']}")
@@ -116,6 +119,7 @@ def main(argv=None) -> int:
     print(f"build              {r.build_wall:.1f} s ({'cached' if r.build_wall < 5 else 'fresh'}); "
           f"config load {r.cfg_wall:.2f} s, {r.cfg_cycles} cycles ({cfg_how})")
     print(f"bit-exact          {'yes' if r.bit_exact else 'NO'}")
+    print(f"saturation flags   {sat_summary(r, exp)}")
     print(f"bundle             {case.bundle_source}")
     print(f"labels (true)      {[case.classes[int(y)] for y in case.labels[:len(pred_rtl)]]}")
     print(f"predicted (RTL)    {[case.classes[p] for p in pred_rtl]}")

@@ -46,7 +46,7 @@ def _decode(values, fields: dict, n_classes: int) -> dict[str, np.ndarray]:
         v = (sl << np.arange(w, dtype=np.int64)).sum(axis=2)
         if sgn:
             v = np.where(v >= (1 << (w - 1)), v - (1 << w), v)
-        out[key] = v
+        out[key] = v if count else v[:, 0]      # a scalar field (a saturation flag): (N,)
     return out
 
 
@@ -63,8 +63,12 @@ async def _configure(dut, words: list[int]):
     await re
 
 
-def _compare(got: dict, exp: dict, starts, ends, n_steps: int):
-    """First mismatch as {"seq", "step", "output", "class", "got", "expected"}, or None."""
+def _compare(got: dict, exp: dict, starts, ends, n_steps: int, sat_keys=()):
+    """First mismatch as {"seq", "step", "output", "class", "got", "expected"}, or None.
+
+    Per sequence: the step logits, then the accumulator, then the saturation flags ``sat_keys``
+    (``'sat.<tensor>'``, data-flow order): the earliest step at which a flag differs, reported as
+    output ``'sat'`` with the tensor's name as ``class`` (RTL flag vs ``sim``'s events > 0)."""
     for seq, (a, e) in enumerate(zip(starts, ends, strict=True)):
         e = min(e, n_steps)
         if a >= e:
@@ -77,6 +81,18 @@ def _compare(got: dict, exp: dict, starts, ends, n_steps: int):
                 t, c = (int(v) for v in bad[0])
                 return {"seq": seq, "step": t, "output": key, "class": c,
                         "got": int(got[key][a + t, c]), "expected": int(exp[key][a + t, c])}
+        first = None
+        for key in sat_keys:
+            if key not in got:                  # a design without this flag: a difference at step 0
+                return {"seq": seq, "step": 0, "output": "sat", "class": key[4:], "got": None,
+                        "expected": int(exp[key][a])}
+            bad = np.flatnonzero(got[key][a:e] != exp[key][a:e])
+            if len(bad) and (first is None or bad[0] < first[0]):
+                first = (int(bad[0]), key)
+        if first is not None:
+            t, key = first
+            return {"seq": seq, "step": t, "output": "sat", "class": key[4:],
+                    "got": int(got[key][a + t]), "expected": int(exp[key][a + t])}
     return None
 
 
@@ -102,7 +118,8 @@ async def stream_bulk(dut):
     assert len(raw) == n_steps, f"feeder wrote {len(raw)} outputs, expected {n_steps}"
     got = _decode(raw, meta["out_fields"], meta["n_classes"])
     exp = {k[4:]: job[k] for k in job.files if k.startswith("exp_")}
-    mismatch = _compare(got, exp, job["seq_start"].tolist(), job["seq_end"].tolist(), n_steps)
+    mismatch = _compare(got, exp, job["seq_start"].tolist(), job["seq_end"].tolist(), n_steps,
+                        meta.get("sat_keys", ()))
     np.savez(os.environ["MGRADE_RESULT"], steps=len(raw), cycles=cycles, wall=wall, cfg_wall=t_cfg,
              mismatch=json.dumps(mismatch), x_cycles=x_cycles, x_first=x_first, cfg_cycles=cfg_cycles,
              **{f"got_{k}": v for k, v in got.items()})
@@ -161,17 +178,10 @@ async def stream_job(dut):
         if n + 1 == ends[seq] or n + 1 == n_steps:
             a = starts[seq]
             got = _decode(raw[a:n + 1], out_fields, C)
-            for key in ("logits", "acc"):
-                if key not in got or key not in exp:
-                    continue
-                e = exp[key][a:n + 1]
-                bad = np.argwhere(got[key] != e)
-                if len(bad):
-                    t, c = (int(v) for v in bad[0])
-                    mismatch = {"seq": seq, "step": t, "output": key, "class": c,
-                                "got": int(got[key][t, c]), "expected": int(e[t, c])}
-                    break
+            mismatch = _compare(got, {k: v[a:n + 1] for k, v in exp.items()}, [0], [n + 1 - a], n + 1 - a,
+                                meta.get("sat_keys", ()))
             if mismatch:
+                mismatch["seq"] = seq
                 break
             seq += 1
     wall = time.perf_counter() - t0

@@ -26,7 +26,7 @@ from spec import Arch, Formats, random_bundle
 from spec.arch import gate_code as spec_gate_code
 from spec.fixedpoint import Format, Rounding
 from spec.fixedpoint import requantize as spec_requantize
-from spec.names import trace_names
+from spec.names import saturation_names, trace_names
 from testbenches.amsim import run_comb, run_top
 from testbenches.cosim import expected
 
@@ -150,7 +150,8 @@ def _check(bundle, xs):
 
 
 def _compare(bundle, xs, outs, traces):
-    """Every intermediate of every layer and step (RTL probe) and every output vs ``sim``."""
+    """Every intermediate of every layer and step (RTL probe) and every output vs ``sim``, the
+    saturation flags included (per step and tensor: RTL flag == sim counted an event)."""
     exp, res = expected(bundle, xs, trace=True)
     lens = [len(x) for x in xs]
     # the probe holds exactly sim's trace names (spec.names.trace_names), in order, the logits aside
@@ -162,6 +163,11 @@ def _compare(bundle, xs, outs, traces):
     np.testing.assert_array_equal(outs["logits"], np.concatenate(exp.logits))
     if exp.acc is not None:
         np.testing.assert_array_equal(outs["acc"], np.concatenate(exp.acc))
+    flags = exp.sat_flags()
+    assert list(flags) == saturation_names(bundle.arch)
+    assert sorted(k for k in outs if k.startswith("sat.")) == sorted(f"sat.{n}" for n in flags)
+    for n, want in flags.items():
+        np.testing.assert_array_equal(outs[f"sat.{n}"], want, err_msg=f"saturation flag {n}")
     return res
 
 
@@ -199,6 +205,34 @@ def _saturating_bundle():
     return b, _inputs(arch, np.random.default_rng(12), scale=32768)
 
 
+def _flag_bundle():
+    """Narrow formats (h wider than act, logit_acc one bit wider than logit) and an encoder bias at
+    the rails: every tensor that can saturate does, in some steps (``h`` never: the exact SC update
+    is a convex combination of two in-range codes)."""
+    fmts = Formats(act=Format(True, 10, 6, "half_even"), h=Format(True, 16, 10, "floor"), dl=Format(True, 8, 5),
+                   logit=Format(True, 10, 4), logit_acc=Format(True, 11, 4), bias=Format(True, 10, 6),
+                   w_norm=Format(True, 8, 5, "half_even"))
+    arch = Arch(**BASE)
+    b = random_bundle(arch, fmts, seed=13, scale=4.0)
+    t = dict(b.tensors)
+    alt = np.arange(t["enc.w"].size).reshape(t["enc.w"].shape) % 2 == 0
+    t["enc.w"] = np.where(alt, fmts.w_enc.max_int, fmts.w_enc.min_int)
+    t["enc.b"] = np.where(np.arange(arch.hidden) % 2 == 0, fmts.bias.max_int, fmts.bias.min_int)
+    return dataclasses.replace(b, tensors=t), _inputs(arch, np.random.default_rng(14), lens=(12, 7), scale=32768)
+
+
+def test_saturation_flags_of_every_tensor():
+    """The RTL's per-step saturation flag of every tensor that can saturate, vs sim's events per step."""
+    b, xs = _flag_bundle()
+    res = _check(b, xs)                 # every flag of every step equals sim's (events > 0)
+    steps = {n: int((v > 0).sum()) for n, v in res.saturation_steps.items()}
+    kind = {n: n.rsplit(".", 1)[-1] for n in steps}
+    fired = {kind[n] for n in steps if steps[n]}
+    assert fired == set(kind.values()) - {"h", "logit"}, steps   # in some layer, in some step
+    assert all(steps[n] == 0 for n in steps if n.endswith(".h")), steps
+    assert any(0 < v < 19 for v in steps.values()), steps      # flags of single steps, not constants
+
+
 def test_edge_weights_max_delays_and_gate_extremes():
     b, xs = _edge_bundle()
     res = _check(b, xs)
@@ -206,10 +240,12 @@ def test_edge_weights_max_delays_and_gate_extremes():
 
 
 def test_saturation_everywhere():
-    """Many saturations, still bit-exact."""
+    """Many saturations, still bit-exact, and the RTL's per-step flags of every tensor agree with sim."""
     b, xs = _saturating_bundle()
     res = _check(b, xs)
     assert sum(res.saturations.values()) > 0
+    fired = {n for n, v in res.saturation_steps.items() if v.any()}
+    assert {"layers.0.hc", "layers.0.m1", "layers.1.u", "layers.1.r", "logit"} <= fired, fired
 
 
 

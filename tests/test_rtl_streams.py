@@ -144,3 +144,32 @@ def test_mismatch_is_localised_with_waveform(tmp_path):
     # the message a failing stream test prints names all of it
     msg = _first_difference("gsc_stream", case, r, tmp_path, rtl_bundle=bad)
     assert "layer 1, tensor layers.1.hc, channel 3" in msg and ".fst" in msg
+
+
+@pytest.mark.xdist_group("rtl_gsc_small")
+def test_saturation_flags_agree_with_sim(tmp_path):
+    """The RTL's per-step saturation flags (one per tensor of spec.names.saturation_names) against
+    sim's saturation events of each step, in Verilator: the small GSC network with its weights
+    scaled up (random_bundle scale 4) so that several tensors saturate in some steps and not in
+    others; then a flag that differs from sim's is reported like any other mismatch."""
+    from spec import random_bundle
+    case = make_case("gsc_stream", n_seqs=2, max_steps=SHORT_STEPS, small=True, root="fixture")
+    b = random_bundle(case.bundle.arch, case.bundle.formats, seed=3, scale=4.0)
+    case = dataclasses.replace(case, bundle=b)
+    exp, res = expected(b, case.xs)
+    r = run_cocotb(b, case.xs, exp, workdir=tmp_path / "run")
+    if not r.bit_exact:
+        pytest.fail(_first_difference("gsc_stream", case, r, tmp_path))
+    want = {n: int((v > 0).sum()) for n, v in res.saturation_steps.items()}
+    assert r.sat_steps() == want
+    partial = [n for n, c in want.items() if 0 < c < r.steps]      # raised in some steps only
+    assert sum(want.values()) > 0 and partial, want
+    # sim says this tensor saturated in a step where the RTL's flag is low: a mismatch at that step
+    name = partial[0]
+    seq = next(s for s, c in enumerate(exp.sat[name]) if (c == 0).any())
+    step = int(np.flatnonzero(exp.sat[name][seq] == 0)[0])
+    sat = {k: [c.copy() for c in v] for k, v in exp.sat.items()}
+    sat[name][seq][step] = 1
+    r2 = run_cocotb(b, case.xs, dataclasses.replace(exp, sat=sat), workdir=tmp_path / "tampered")
+    assert not r2.bit_exact
+    assert r2.mismatch == {"seq": seq, "step": step, "output": "sat", "class": name, "got": 0, "expected": 1}

@@ -187,6 +187,30 @@ def test_lengths_equal_separate_streams(name):
         np.testing.assert_array_equal(res.logits, res.step_logits[np.arange(4), lengths - 1])
 
 
+@pytest.mark.parametrize("name", list(ARCHS))
+def test_saturation_steps_are_the_events_of_each_step(name):
+    """run(saturation_steps=True): per step and tensor, the events a loop of step() counts in that
+    step; summed over time, the totals; padded steps count nothing (what the RTL flags compare with)."""
+    arch = ARCHS[name]
+    b = random_bundle(arch, NARROW, seed=7, scale=4.0)
+    net = Network(b)
+    x = inputs(arch, B=3, T=25, seed=3)
+    lengths = np.array([25, 6, 18])
+    res = net.run(x, lengths=lengths, chunk=7, saturation_steps=True)
+    ss = res.saturation_steps
+    assert list(ss) == saturation_names(arch)
+    assert {k: int(v.sum()) for k, v in ss.items()} == res.saturations
+    assert sum(res.saturations.values()) > 0
+    for i, n in enumerate(lengths):
+        st = net.init_state(1)
+        for t in range(n):
+            before = dict(st.saturations)
+            st, _ = net.step(st, x[i:i + 1, t])
+            assert {k: st.saturations[k] - before[k] for k in ss} == {k: int(v[i, t]) for k, v in ss.items()}, (i, t)
+        assert all(int(v[i, n:].sum()) == 0 for v in ss.values())
+    assert net.run(x, lengths=lengths).saturation_steps is None
+
+
 def test_long_sequence_16000_steps():
     arch = Arch(d_in=1, n_classes=3, hidden=4, layers=1, taps=3, d_max=63, expand=1)
     b = random_bundle(arch, seed=9, scale=1.5)
