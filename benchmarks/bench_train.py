@@ -41,7 +41,9 @@ scale (that phase moves more: fake quantisers, integer codes).
 
 ``--check`` (CUDA): first the Triton kernels against the reference paths (linear_recurrence
 forward and gradients, relative error; sc_state_sequence bit for bit against
-sim.mingru.state_sequence on the GPU for every rounding rule, with saturation), then the timings.
+sim.mingru.state_sequence on the GPU for every rounding rule, with saturation; the noisy
+sc_state_sequence_noisy bit for bit against sim.mingru.state_sequence_sc's loop on the same GPU
+tensors, with every non-ideality on and off, and both timed), then the timings.
 """
 from __future__ import annotations
 
@@ -56,7 +58,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["main", "WORKLOADS", "float_elements_per_step", "copy_bandwidth", "check_linear_recurrence",
-           "check_sc_state_sequence", "bench_step"]
+           "check_sc_state_sequence", "check_sc_state_sequence_noisy", "bench_step"]
 
 #: len(data.listops.VOCAB): pad, 10 digits, 4 operators, ']'
 LISTOPS_VOCAB = 16
@@ -180,6 +182,51 @@ def check_sc_state_sequence(device, B: int = 3, T: int = 1000, H: int = 70, seed
                 out[f"{fmt.name}/{rounding.value}/b_z{b_z}/{'h0' if init is not None else 'zero'}"] = \
                     {"differ": int((got != ref).sum()), "at_rails": rails}
     out["ok"] = all(v["differ"] == 0 and v["at_rails"] > 0 for v in out.values())
+    return out
+
+
+def check_sc_state_sequence_noisy(device, B: int = 32, T: int = 1000, H: int = 64, seed: int = 0) -> dict:
+    """Triton :func:`models.kernels.sc_state_sequence_noisy` == :func:`sim.mingru.state_sequence_sc`
+    (its loop over steps, run on the same ``device`` tensors), bit for bit: every rounding rule,
+    s16f10 with b_z 6, each non-ideality alone, all together and none; a chip of the size of
+    NoiseModel.default()'s errors (gate mismatch 1 %, leak 1e-3 per step, injection 0.3 LSB,
+    kT/C 2 LSB rms). Also the two timed (ms per call, all non-idealities on)."""
+    from models import kernels
+    from sim.mingru import state_sequence_sc
+    from spec import Format
+    from spec.fixedpoint import Rounding
+    g = torch.Generator(device=device).manual_seed(seed)
+    f64 = dict(device=device, dtype=torch.float64)
+    b_z = 6
+    n = 1 << b_z
+    arrays = {"z_eff": (torch.arange(n, **f64) / n) * (1 + 0.01 * torch.randn(H, n, generator=g, **f64)),
+              "leak": 1 - 1e-3 * torch.rand(H, generator=g, **f64),
+              "offset": 0.3 * torch.randn(H, generator=g, **f64),
+              "noise": 2.0 * torch.randn(T, B, H, generator=g, **f64)}
+    out = {}
+    for rounding in Rounding:
+        fmt = Format(True, 16, 10, rounding)
+        k, hc, _ = _random_codes(B, T, H, b_z, fmt, g, device)
+        for case in ("none", *arrays, "all"):
+            kw = {name: a for name, a in arrays.items() if case in (name, "all")}
+            got = kernels.sc_state_sequence_noisy(k, hc, b_z, fmt, **kw)
+            ref = state_sequence_sc(torch.zeros_like(hc[:, 0]), k.movedim(1, 0), hc.movedim(1, 0), b_z=b_z,
+                                    fmt_h=fmt, **kw).movedim(0, 1)
+            rails = int(((ref == fmt.min_int) | (ref == fmt.max_int)).sum())
+            out[f"{rounding.value}/{case}"] = {"differ": int((got != ref).sum()), "at_rails": rails}
+    ok = all(v["differ"] == 0 and v["at_rails"] > 0 for v in out.values())
+    if device.type == "cuda":
+        fmt = Format(True, 16, 10, Rounding.HALF_EVEN)
+        for name, fn in (("kernel_ms", lambda: kernels.sc_state_sequence_noisy(k, hc, b_z, fmt, **arrays)),
+                         ("loop_ms", lambda: state_sequence_sc(torch.zeros_like(hc[:, 0]), k.movedim(1, 0),
+                                                               hc.movedim(1, 0), b_z=b_z, fmt_h=fmt, **arrays))):
+            fn()
+            torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+            fn()
+            torch.cuda.synchronize(device)
+            out[name] = 1e3 * (time.perf_counter() - t0)
+    out["ok"] = ok
     return out
 
 
@@ -314,7 +361,8 @@ def main(argv=None) -> dict:
             print("[check] skipped: needs CUDA and triton (the CPU paths are the references themselves)")
         else:
             res["check"] = {"linear_recurrence": check_linear_recurrence(device),
-                            "sc_state_sequence": check_sc_state_sequence(device)}
+                            "sc_state_sequence": check_sc_state_sequence(device),
+                            "sc_state_sequence_noisy": check_sc_state_sequence_noisy(device)}
             for name, c in res["check"].items():
                 print(f"[check] {name}: {'OK' if c['ok'] else 'FAILED'}  {json.dumps(c)}")
     bw = copy_bandwidth(device)

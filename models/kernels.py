@@ -13,6 +13,11 @@ Two operations over (B, T, H) tensors, time on dim 1:
   (:func:`sim.mingru.state_update`) over T steps. On CUDA: one Triton kernel; elsewhere
   :func:`sim.mingru.state_sequence` itself, the one definition the kernel is tested against bit
   for bit.
+* :func:`sc_state_sequence_noisy` the SC update of one chip instance with its non-idealities
+  (:func:`sim.mingru.state_update_sc`: mismatch, leakage, charge injection, kT/C), for
+  noise-aware training. On CUDA: one Triton kernel in float64 in sim's order of operations
+  (instead of a Python loop of a dozen kernel launches per step); elsewhere
+  :func:`sim.mingru.state_sequence_sc` itself.
 
 ``use_fused(False)`` (a context manager, or a plain call that sets the module switch) makes both
 take the reference path also on CUDA: the OLD path of ``benchmarks.bench_train``.
@@ -23,12 +28,13 @@ import importlib.util
 
 import torch
 
-from sim.mingru import state_sequence
+from sim.mingru import state_sequence, state_sequence_sc
 from spec.fixedpoint import Format
 
 from .scan import linear_scan
 
-__all__ = ["linear_recurrence", "sc_state_sequence", "use_fused", "fused_enabled", "triton_available"]
+__all__ = ["linear_recurrence", "sc_state_sequence", "sc_state_sequence_noisy", "use_fused", "fused_enabled",
+           "triton_available"]
 
 _FUSED = True
 
@@ -138,3 +144,21 @@ def sc_state_sequence(k: torch.Tensor, hc: torch.Tensor, b_z: int, fmt_h: Format
     k, hc = (x.to(dt).contiguous() for x in torch.broadcast_tensors(k, hc))
     h0 = None if h0 is None else h0.to(dt).expand(hc.shape[0], hc.shape[2]).contiguous()
     return _tk().sc_state_sequence(k, hc, h0, b_z, fmt_h).long()
+
+
+def sc_state_sequence_noisy(k: torch.Tensor, hc: torch.Tensor, b_z: int, fmt_h: Format, *, z_eff=None, leak=None,
+                            offset=None, noise=None) -> torch.Tensor:
+    """Every state of :func:`sim.mingru.state_update_sc` from ``h = 0``.
+
+    ``k``, ``hc``: (B, T, H) integer gate and candidate codes; ``z_eff`` (H, 2**b_z), ``leak``,
+    ``offset`` (H,) float64 (LSB of h) or None; ``noise``: (T, B, H) float64 per-step draws in LSB
+    of h (sim's time-major layout) or None. Returns the (B, T, H) saturated states, int64.
+    """
+    if not _on_gpu(k, hc, z_eff, leak, offset, noise) or (offset is not None and offset.dim() != 1):
+        hs = state_sequence_sc(torch.zeros_like(hc[:, 0]), k.movedim(1, 0), hc.movedim(1, 0), b_z=b_z, fmt_h=fmt_h,
+                               z_eff=z_eff, leak=leak, offset=offset, noise=noise)
+        return hs.movedim(0, 1).long()
+    k, hc = (x.contiguous() for x in torch.broadcast_tensors(k, hc))
+    z_eff, leak, offset = (None if a is None else a.to(torch.float64).contiguous() for a in (z_eff, leak, offset))
+    return _tk().sc_state_sequence_noisy(k, hc, b_z, fmt_h, z_eff=z_eff, leak=leak, offset=offset,
+                                         noise=None if noise is None else noise.to(torch.float64).movedim(0, 1))

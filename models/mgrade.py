@@ -470,18 +470,19 @@ class MGRADE(nn.Module):
     def _q(self) -> _Q:
         return _Q(self.formats if self.quantized else None, self.arch.gate_bits)
 
-    def set_noise(self, noise, seed: int = 0) -> "MGRADE":
+    def set_noise(self, noise, seed: int = 0, clean: float = 0.0) -> "MGRADE":
         """Noise-aware training at ``noise`` (a :class:`sim.NoiseModel`, a
         :class:`models.noise.ChipSampler`, or None for none): from now on each forward pass of the
         quantised model in training mode sees a new chip instance (static errors drawn by
         ``noise.realize``, chip ``n`` seeded from ``seed`` and ``n``) and fresh dynamic noise
-        (a torch generator seeded by ``seed``). Not part of the state dict or the bundle."""
-        self.noise = noise if noise is None or isinstance(noise, ChipSampler) else ChipSampler(noise, seed)
+        (a torch generator seeded by ``seed``), except a fraction ``clean`` of the batches, which run
+        noise-free (:class:`models.noise.ChipSampler`). Not part of the state dict or the bundle."""
+        self.noise = noise if noise is None or isinstance(noise, ChipSampler) else ChipSampler(noise, seed, clean)
         return self
 
     def draw_noise(self, device) -> list[LayerNoise] | None:
         """The next chip instance per layer, if this forward is noise-aware (quantised, training,
-        a noise model set), else None."""
+        a noise model set, not one of the sampler's noise-free batches), else None."""
         if self.noise is None or not self.quantized or not self.training:
             return None
         return draw_chip(self, self.noise, device, self.decoder.weight.dtype)

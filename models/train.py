@@ -94,6 +94,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "zero: bit for bit the noise-free training), none, or a JSON file of NoiseModel.to_json(); "
                         "each training batch sees a new chip instance and fresh dynamic noise")
     g.add_argument("--noise-seed", type=int, default=None, help="seed of the chip sequence (default: --seed)")
+    g.add_argument("--noise-clean", type=float, default=0.0, metavar="FRACTION",
+                   help="fraction of the noise-aware batches run on the ideal chip instead, so that the network "
+                        "stays right without the errors too (injection's mean shift is learnt otherwise)")
     g = ap.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=10, help="float-phase epochs")
     g.add_argument("--qat-epochs", type=int, default=2, help="hardware-aware epochs")
@@ -139,6 +142,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         ap.error(f"--noise: {e}")
     if args.noise_seed is not None and args.noise_seed < 0:
         ap.error(f"--noise-seed must be >= 0, not {args.noise_seed}")
+    if not 0.0 <= args.noise_clean < 1.0:
+        ap.error(f"--noise-clean is a fraction of the batches in [0, 1), not {args.noise_clean}")
     return args
 
 
@@ -355,7 +360,8 @@ class Run:
     def noise_meta(self) -> dict:
         """What the bundle and ``metrics.json`` record of the noise-aware training."""
         return {"noise": None if self.noise is None else self.noise.to_json(),
-                "noise_seed": None if self.noise is None else self.noise_seed}
+                "noise_seed": None if self.noise is None else self.noise_seed,
+                "noise_clean": None if self.noise is None else self.args.noise_clean}
 
     @property
     def steps_per_epoch(self) -> int:
@@ -484,9 +490,10 @@ def start_run(args: argparse.Namespace) -> tuple[Run, MGRADE]:
     noise = resolve_noise(args.noise)
     noise_seed = args.seed if args.noise_seed is None else args.noise_seed
     if noise is not None:
-        model.set_noise(noise, noise_seed)
+        model.set_noise(noise, noise_seed, args.noise_clean)
         lsb = ", ".join(f"{k} {v:.3g}" for k, v in noise.describe(arch, fmts).items())
-        print(f"[train] noise-aware QAT at --noise {args.noise} (noise seed {noise_seed}), in LSB: {lsb or 'none'}"
+        print(f"[train] noise-aware QAT at --noise {args.noise} (noise seed {noise_seed}, noise-free batches "
+              f"{args.noise_clean:.0%}), in LSB: {lsb or 'none'}"
               + ("" if args.qat_epochs else "; no QAT epochs, so no batch sees it"))
     run = Run(args, out, device, data, arch, fmts, n_params, sigma0,
               class_weights(args, data.train, data.info.n_classes, device), t_start, preset.name, noise, noise_seed)

@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-__all__ = ["recurrence_fwd", "recurrence_bwd", "sc_state_sequence", "blocks"]
+__all__ = ["recurrence_fwd", "recurrence_bwd", "sc_state_sequence", "sc_state_sequence_noisy", "blocks"]
 
 _ROUNDING = {"floor": 0, "half_up": 1, "half_even": 2}
 
@@ -201,4 +201,87 @@ def sc_state_sequence(k: torch.Tensor, hc: torch.Tensor, h0: torch.Tensor | None
     _sc_kernel[(B, triton.cdiv(H, block_h))](k, hc, h0 if h0 is not None else hc, out, T, H,
                                              HAS_H0=h0 is not None, S=b_z, ROUND=_ROUNDING[fmt_h.rounding.value],
                                              HMIN=fmt_h.min_int, HMAX=fmt_h.max_int, BLOCK_T=block_t, BLOCK_H=block_h)
+    return out
+
+
+@triton.jit
+def _round_real(x, ROUND: tl.constexpr):
+    # sim.quant.round_real: floor(x), floor(x + 1/2), nearest with ties to even (rint, as torch.round)
+    if ROUND == 0:
+        r = tl.floor(x)
+    elif ROUND == 1:
+        r = tl.floor(x + 0.5)
+    else:
+        r = tl.extra.cuda.libdevice.rint(x)
+    return r
+
+
+@triton.jit
+def _sc_noisy_kernel(k_ptr, hc_ptr, z_ptr, leak_ptr, off_ptr, noise_ptr, out_ptr, T, H, noise_st, noise_sb,
+                     HAS_Z: tl.constexpr, HAS_LEAK: tl.constexpr, HAS_OFF: tl.constexpr, HAS_NOISE: tl.constexpr,
+                     NZ: tl.constexpr, ROUND: tl.constexpr, HMIN: tl.constexpr, HMAX: tl.constexpr, LIM: tl.constexpr,
+                     BLOCK_T: tl.constexpr, BLOCK_H: tl.constexpr):
+    # sim.mingru.state_update_sc step by step, in float64 and in its order of operations (the
+    # launch turns off multiply-add fusion, so every product and sum rounds as in NumPy / torch)
+    pid_b, pid_h = tl.program_id(0), tl.program_id(1)
+    rows = tl.arange(0, BLOCK_T)
+    cols = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
+    cmask = cols < H
+    base = pid_b.to(tl.int64) * T * H
+    nbase = pid_b.to(tl.int64) * noise_sb
+    if HAS_LEAK:
+        leak = tl.load(leak_ptr + cols, mask=cmask, other=1.0)
+    if HAS_OFF:
+        off = tl.load(off_ptr + cols, mask=cmask, other=0.0)
+    h = tl.zeros([BLOCK_H], dtype=tl.int64)
+    for t0 in range(0, T, BLOCK_T):
+        tile = tl.zeros([BLOCK_T, BLOCK_H], dtype=tl.int64)
+        for i in tl.static_range(BLOCK_T):
+            t = t0 + i
+            m = cmask & (t < T)
+            off_t = base + t * H + cols
+            k = tl.load(k_ptr + off_t, mask=m, other=0).to(tl.int64)
+            hc = tl.load(hc_ptr + off_t, mask=m, other=0).to(tl.int64)
+            hf = h.to(tl.float64)
+            if HAS_LEAK:
+                held = hf * leak
+                delta = held - hf
+            else:
+                held = hf
+                delta = tl.zeros([BLOCK_H], dtype=tl.float64)
+            if HAS_Z:
+                z = tl.load(z_ptr + cols * NZ + k, mask=m, other=0.0)
+            else:
+                z = k.to(tl.float64) * (1.0 / NZ)
+            delta = delta + z * (hc.to(tl.float64) - held)
+            if HAS_OFF:
+                delta = delta + off
+            if HAS_NOISE:
+                delta = delta + tl.load(noise_ptr + nbase + t.to(tl.int64) * noise_st + cols, mask=m, other=0.0)
+            delta = tl.minimum(tl.maximum(delta, -LIM), LIM)
+            h_new = tl.minimum(tl.maximum(h + _round_real(delta, ROUND).to(tl.int64), HMIN), HMAX)
+            h = tl.where(m, h_new, h)
+            tile = tl.where(rows[:, None] == i, h[None, :], tile)
+        t = t0 + rows
+        tl.store(out_ptr + base + t[:, None] * H + cols[None, :], tile, mask=(t < T)[:, None] & cmask[None, :])
+
+
+def sc_state_sequence_noisy(k: torch.Tensor, hc: torch.Tensor, b_z: int, fmt_h, z_eff=None, leak=None, offset=None,
+                            noise=None, block_t: int = 8, block_h: int = 16) -> torch.Tensor:
+    """int64 states (B, T, H) of :func:`sim.mingru.state_sequence_sc` from 0: ``k``, ``hc`` (B, T, H)
+    contiguous integer codes; ``z_eff`` (H, 2**b_z), ``leak``, ``offset`` (H,) float64 contiguous or
+    None; ``noise`` float64 (B, T, H) with unit channel stride (any time and batch strides: the
+    sampler's (T, B, H) draws moved to batch-first without a copy) or None."""
+    B, T, H = hc.shape
+    out = torch.empty(hc.shape, dtype=torch.int64, device=hc.device)
+    dummy = torch.empty(1, dtype=torch.float64, device=hc.device)
+    if noise is not None and noise.stride(2) != 1:
+        noise = noise.contiguous()
+    ns = (noise.stride(1), noise.stride(0)) if noise is not None else (0, 0)
+    _sc_noisy_kernel[(B, triton.cdiv(H, block_h))](
+        k, hc, dummy if z_eff is None else z_eff, dummy if leak is None else leak,
+        dummy if offset is None else offset, dummy if noise is None else noise, out, T, H, ns[0], ns[1],
+        HAS_Z=z_eff is not None, HAS_LEAK=leak is not None, HAS_OFF=offset is not None, HAS_NOISE=noise is not None,
+        NZ=1 << b_z, ROUND=_ROUNDING[fmt_h.rounding.value], HMIN=fmt_h.min_int, HMAX=fmt_h.max_int,
+        LIM=2.0 ** (fmt_h.bits + 1), BLOCK_T=block_t, BLOCK_H=block_h, enable_fp_fusion=False)
     return out

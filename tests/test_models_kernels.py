@@ -181,6 +181,21 @@ def test_triton_sc_state_sequence_bit_exact():
     assert r["ok"], r
 
 
+@needs_cuda
+def test_triton_sc_state_sequence_noisy_bit_exact():
+    from benchmarks.bench_train import check_sc_state_sequence_noisy
+    r = check_sc_state_sequence_noisy(torch.device("cuda"))
+    assert r["ok"], r
+
+
+def test_sc_state_sequence_noisy_fallback_is_sims_loop():
+    """Off CUDA the noisy sequence is sim.mingru.state_sequence_sc itself; the check's own cases
+    (every non-ideality, every rounding, saturation) hold on the CPU."""
+    from benchmarks.bench_train import check_sc_state_sequence_noisy
+    r = check_sc_state_sequence_noisy(torch.device("cpu"), B=2, T=200, H=8)
+    assert r["ok"], r
+
+
 # --- benchmark smoke (CPU, tiny) ---------------------------------------------------------
 def test_bench_train_smoke_cpu(tmp_path):
     from benchmarks import bench_train
