@@ -2,8 +2,8 @@
 
 Every stream test with many whole sequences (default: 100 GSC clips, 100 ListOps sequences,
 20 of each other task; ``--n stream=N`` to change, ``--streams a,b`` to select), the sequences of
-a stream split into chunks (``--chunk``, default at most 10 sequences), each chunk a cocotb run on
-the shared Verilator build, submitted to a Dask cluster (:mod:`analysis.cluster`): a local one of
+a stream split into chunks (``--chunk``; by default about 4 per worker, of at most 10 sequences),
+each a cocotb run on the shared Verilator build, submitted to a Dask cluster (:mod:`analysis.cluster`): a local one of
 ``--jobs`` worker processes (default one per core), or an existing one named by ``--scheduler
 tcp://HOST:PORT`` or ``$MGRADE_SCHEDULER``. Each finished chunk is stored under its content key
 (stream, slice, bundle content, data source, the sources of ``spec/ sim/ rtl/ testbenches/ data/``)
@@ -36,6 +36,8 @@ from .streams import STREAMS
 
 #: Sequences per chunk at most (a chunk is the unit that is stored, retried and counted on the bar).
 CHUNK_MAX = 10
+#: Chunks per worker and stream at least, where the sequences allow (the bar moves, the load evens out).
+CHUNKS_PER_WORKER = 4
 #: The folders whose files a chunk's result depends on (code of the RTL, the model, the testbench, the data).
 SOURCES = ("spec", "sim", "rtl", "testbenches", "data")
 
@@ -201,7 +203,7 @@ def _parse(argv) -> tuple[argparse.Namespace, dict[str, int], list[str]]:
                     help=f"address of a running Dask scheduler, tcp://HOST:PORT (default: ${SCHEDULER_ENV}, "
                          "else a local cluster of --jobs workers)")
     ap.add_argument("--chunk", type=int, default=None,
-                    help=f"sequences per chunk (default: an even share per worker, at most {CHUNK_MAX})")
+                    help=f"sequences per chunk (default: a quarter of an even share per worker, at most {CHUNK_MAX})")
     ap.add_argument("--store", default=str(REPO / ".cache" / "regress"),
                     help="folder of finished chunks by content key (a re-run skips them)")
     ap.add_argument("--fresh", action="store_true", help="run every chunk again (still storing the results)")
@@ -246,12 +248,14 @@ def _prepare(names: list[str], counts: dict[str, int], args) -> dict[str, dict]:
 
 
 def _split(names: list[str], counts: dict[str, int], args, workers: int) -> list[ChunkJob]:
-    """Each stream in chunks of ``--chunk`` sequences, by default an even share per worker of at
-    most :data:`CHUNK_MAX` (a lost or interrupted chunk costs little; the bar moves)."""
+    """Each stream in chunks of ``--chunk`` sequences, by default a quarter of an even share per
+    worker (:data:`CHUNKS_PER_WORKER`), at most :data:`CHUNK_MAX` (a lost or interrupted chunk costs
+    little; the bar moves; one chunk's start-up, about 5 s with the shipped GSC bundle, is small
+    against its clips, about 30 s each)."""
     jobs = []
     for name in names:
         n = counts[name]
-        per = args.chunk or min(CHUNK_MAX, max(1, -(-n // workers)))
+        per = args.chunk or min(CHUNK_MAX, max(1, -(-n // (CHUNKS_PER_WORKER * workers))))
         jobs += [ChunkJob(name, off, min(per, n - off), n, args.small, args.root, args.bundle)
                  for off in range(0, n, per)]
     return jobs

@@ -59,7 +59,8 @@ def test_regress_totals_and_exit_status(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(regress, "_chunk", _fake_chunk)
     monkeypatch.setattr(cosim, "build_stream", lambda arch, fmts: None)
     out = tmp_path / "r.json"
-    common = ["--small", "--root", "fixture", "--jobs", "2", "--json", str(out), "--store", str(tmp_path / "store")]
+    common = ["--small", "--root", "fixture", "--jobs", "2", "--json", str(out), "--store", str(tmp_path / "store"),
+              "--chunk", "2"]
     # the ListOps fixture holds 4 sequences: 6 asked, 4 run, all distinct, exit 0
     assert regress.main(["--streams", "listops_stream", "--n", "listops_stream=6", *common]) == 0
     text = capsys.readouterr().out
