@@ -129,49 +129,57 @@ def run_jobs(fn: Callable, jobs: Sequence, *, keys: Sequence[str | None] | None 
     results: list = [None] * len(jobs)
     done = [False] * len(jobs)
     todo: dict[Any, list[int]] = {}             # key (or the job's index) -> indices of the jobs it gives
+    hits: dict[int, Any] = {}
+    for i, k in enumerate(keys):                # stored results first: the bar starts at them
+        if k is not None:
+            hit = cache.get(k) if reuse and k not in todo else None
+            if hit is not None:
+                hits[i] = decode(hit)
+                continue
+        todo.setdefault(k if k is not None else ("job", i), []).append(i)
     own_bar = bar is None
     if own_bar:
         bar = tqdm(total=sum(weights), desc=desc, unit=unit, disable=not progress, file=sys.stderr,
-                   mininterval=1.0, dynamic_ncols=False, ncols=100)
+                   mininterval=1.0, dynamic_ncols=False, ncols=100, initial=sum(weights[i] for i in hits))
+    else:
+        bar.update(sum(weights[i] for i in hits))
 
     def finish(i: int, r: Any, cached: bool) -> None:
         results[i], done[i] = r, True
-        bar.update(weights[i])
+        if not cached:
+            bar.update(weights[i])
         line = report(jobs[i], r, cached) if report else None
         if line:
             bar.write(line, file=sys.stdout)
             sys.stdout.flush()
 
     try:
-        for i, k in enumerate(keys):
-            if k is not None:
-                hit = cache.get(k) if reuse and k not in todo else None
-                if hit is not None:
-                    finish(i, decode(hit), True)
-                    continue
-            todo.setdefault(k if k is not None else ("job", i), []).append(i)
+        for i, r in hits.items():
+            finish(i, r, True)
         if todo:
             client = client if client is not None else get_client(scheduler, workers)
             from distributed import as_completed
             futures = {client.submit(fn, jobs[idx[0]], *extra, retries=retries, pure=False): k
                        for k, idx in todo.items()}
-            for fut in as_completed(futures, loop=client.loop):
-                k = futures[fut]
-                try:
-                    r = fut.result()
-                except Exception as e:  # noqa: BLE001 - a failed job is the caller's to judge
-                    if on_error is None:
-                        for f in futures:
-                            f.cancel()
-                        raise
+            try:
+                for fut in as_completed(futures, loop=client.loop):
+                    k = futures[fut]
+                    try:
+                        r = fut.result()
+                    except Exception as e:  # noqa: BLE001 - a failed job is the caller's to judge
+                        if on_error is None:
+                            raise
+                        for i in todo[k]:
+                            finish(i, on_error(jobs[i], e), False)
+                        continue
+                    if not isinstance(k, tuple):
+                        cache.put(k, encode(r))
                     for i in todo[k]:
-                        finish(i, on_error(jobs[i], e), False)
-                    continue
-                if not isinstance(k, tuple):
-                    cache.put(k, encode(r))
-                for i in todo[k]:
-                    finish(i, r, False)
-                fut.release()
+                        finish(i, r, False)
+                    fut.release()
+            except BaseException:           # a failure, or Ctrl-C: the cluster stops the rest (what is done is stored)
+                client.cancel(list(futures))
+                raise
     finally:
         if own_bar:
             bar.close()

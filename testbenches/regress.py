@@ -331,7 +331,12 @@ def main(argv=None, *, chunk=None) -> int:
     print(f"{sum(j.n for j in jobs)} sequences in {len(jobs)} chunks on {where} ({workers} workers); "
           f"finished chunks stored in {store.root}", flush=True)
     t0 = time.time()
-    results = _run(jobs, keys, store, client, reuse=not args.fresh, progress=not args.no_progress, chunk=chunk)
+    try:
+        results = _run(jobs, keys, store, client, reuse=not args.fresh, progress=not args.no_progress, chunk=chunk)
+    except KeyboardInterrupt:
+        print(f"interrupted: the finished chunks are stored in {store.root}; the same command runs only the rest",
+              file=sys.stderr)
+        return 130
     workers = max(workers, client_workers(client))     # a batch-queue cluster's workers arrive while it runs
     print("---- regression totals ----")
     streams = [StreamTotals.of(name, [r for r in results if r.name == name]) for name in names]
