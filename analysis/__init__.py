@@ -8,7 +8,8 @@ bundles    the trained bundles (``models/bundles/*.npz``) or labelled random pla
 data       the evaluation data of a bundle's task as integer model inputs (:class:`EvalData`)
 evaluate   one accuracy measurement: a bundle, data, an optional noise model and a seed
 cache      the on-disk result cache (``.cache/sweeps/``, keyed by content hashes)
-sweeps     noise sweeps: one task per (point, seed), run on all cores, cached; read-offs
+sweeps     noise sweeps: one task per (point, seed), run on a Dask cluster (all cores), cached; read-offs
+cluster    the Dask engine of the sweeps and ``make regress``: a local or a running cluster, jobs stored by key
 chips      chip yield: accuracy over many chip instances (static draws), its distribution and 5th percentile
 precision  bundle re-quantisation into narrower formats, bit-width sweeps, memory footprint
 plots      the figures
