@@ -102,6 +102,22 @@ def test_existing_cluster_by_env(monkeypatch):
         c = get_client()
         assert c.scheduler.address == cluster.scheduler_address and client_workers(c) == 1
         assert run_jobs(abs, [-1, -2], progress=False) == [1, 2]
+        # the sweeps' engine goes there too (the data scattered to the cluster), with inline's results
+        import numpy as np
+
+        from analysis.data import EvalData
+        from analysis.sweeps import SWEEPS, Task, run_tasks
+        from spec import Arch, random_bundle
+        b = random_bundle(Arch(d_in=1, n_classes=4, hidden=8, layers=1, taps=2, d_max=3), seed=3, scale=0.5)
+        rng = np.random.default_rng(1)
+        d = EvalData(rng.integers(-30000, 30000, size=(6, 24, 1)).astype(np.int16), rng.integers(0, 4, 6),
+                     np.full(6, 24), "synthetic", list("abcd"), "test")
+        tasks = [Task(b), Task(b, SWEEPS["thermal"].noise(1e-16), 1)]
+        there = run_tasks(tasks, d, batch=3, cache=Cache(False), progress=False)
+        monkeypatch.delenv(SCHEDULER_ENV)
+        here = run_tasks(tasks, d, batch=3, cache=Cache(False), workers=1, progress=False)
+        assert [r["predictions"] for r in there] == [r["predictions"] for r in here]
+        assert "work_on" in cluster.scheduler.task_prefixes            # the cluster ran them
         c.close()
 
 
