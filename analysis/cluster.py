@@ -48,7 +48,7 @@ def scheduler_address(scheduler: str | None = None) -> str | None:
 
 
 _LOCK = threading.Lock()
-_CLIENTS: dict[Any, Any] = {}       # (address,) or ("local", workers) -> Client
+_CLIENTS: dict[Any, Any] = {}       # ("remote", address) or ("local", workers) -> Client
 
 
 def get_client(scheduler: str | None = None, workers: int | None = None):
