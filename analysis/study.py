@@ -19,7 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m analysis.study", description=__doc__.split("\n\n")[0])
     ap.add_argument("--setting", choices=("small", "full"), default=None,
                     help="default: $MGRADE_NB_SETTING, else small")
-    ap.add_argument("--task", action="append", choices=("gsc12", "listops"), help="default: both")
+    ap.add_argument("--task", action="append", choices=("gsc12", "listops", "asc40"),
+                    help="default: gsc12 and listops")
     ap.add_argument("--sweep", action="append", help="noise sweeps to run (default: all; 'none' for none)")
     ap.add_argument("--precision", action="store_true", help="also run the precision sweeps")
     ap.add_argument("--only-precision", action="store_true", help="only the precision sweeps")

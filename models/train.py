@@ -501,20 +501,28 @@ def start_run(args: argparse.Namespace) -> tuple[Run, MGRADE]:
 
 
 def init_from_bundle(model: MGRADE, path: Path, args: argparse.Namespace) -> None:
-    """Start the QAT phase from a weight bundle's integer tensors (same arch and formats)."""
+    """Start the QAT phase from a weight bundle's integer tensors: same architecture (the gate's bits
+    may differ); other formats re-quantise the bundle's values (its codes times 2**-frac of its own
+    formats) to this run's, the starting point of a co-design fine-tune (:mod:`analysis.codesign`)."""
+    import dataclasses
+
     from spec.bundle import load_bundle
     if not path.is_file():
         raise SystemExit(f"--init {path}: no such bundle")
     b = load_bundle(path)
-    for what, theirs, ours in (("arch", b.arch, model.arch), ("formats", b.formats, model.formats)):
-        if theirs != ours:
-            raise SystemExit(f"--init {path}: the bundle's {what} differs from this run's:\n  bundle {theirs}\n"
-                             f"  run    {ours}\ngive the flags the bundle was trained with (meta['train_args'])")
+    if dataclasses.replace(b.arch, gate_bits=model.arch.gate_bits) != model.arch:
+        raise SystemExit(f"--init {path}: the bundle's arch differs from this run's (other than gate bits):\n"
+                         f"  bundle {b.arch}\n  run    {model.arch}\n"
+                         "give the flags the bundle was trained with (meta['train_args'])")
     if args.epochs:
         raise SystemExit(f"--init {path}: a bundle is a quantised model; give --epochs 0 (QAT epochs only)")
+    target = model.formats
+    model.formats = b.formats
     model.load_integer_tensors(b.tensors)
-    model.quantize(train_delays=args.qat_train_delays)
-    print(f"[train] init from bundle {path} (QAT phase from its integer weights; "
+    model.quantize(target, train_delays=args.qat_train_delays)
+    requant = "" if b.formats == target and b.arch == model.arch else \
+        f"; re-quantised from its formats/gate bits ({b.arch.gate_bits}) to this run's ({model.arch.gate_bits})"
+    print(f"[train] init from bundle {path} (QAT phase from its integer weights{requant}; "
           f"its accuracy {b.meta.get('accuracy')})")
 
 

@@ -129,10 +129,11 @@ def test_streams_from_data_fixtures_equal_sim():
         assert_same(r_sim, r_int, trace=False)
 
 
-SHIPPED = sorted((Path(__file__).resolve().parent.parent / "models" / "bundles").glob("*.npz"))
+_BUNDLES = Path(__file__).resolve().parent.parent / "models" / "bundles"
+SHIPPED = sorted(_BUNDLES.glob("*.npz")) + sorted(_BUNDLES.glob("codesign/*/*.npz"))   # + the co-design points
 
 
-@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+@pytest.mark.parametrize("path", SHIPPED, ids=[str(p.relative_to(_BUNDLES).with_suffix("")) for p in SHIPPED])
 def test_shipped_bundles_equal_sim_on_their_task(path):
     """Every trained bundle in models/bundles: the quantised model rebuilt from it computes, on real
     fixture examples of its own task, exactly the logits and saturations sim/ computes."""
@@ -157,4 +158,4 @@ def test_shipped_bundles_equal_sim_on_their_task(path):
 
 
 def test_shipped_bundles_exist():
-    assert {p.stem for p in SHIPPED} >= {"asc40", "gsc12", "listops"}
+    assert {p.stem for p in SHIPPED} >= {"asc40", "gsc12", "listops", "asc40_noise", "gsc12_noise", "listops_noise"}
