@@ -48,9 +48,11 @@ from spec.arch import Arch, Formats, memory_footprint, tensor_specs
 from spec.fixedpoint import Format
 
 __all__ = ["AXES", "CENTRE", "Point", "CostModel", "points", "point_arch", "macs_per_step", "train_command",
-           "write_point_files", "REPO"]
+           "write_point_files", "REPO", "POINTS_DIR", "Row", "trained_points", "study", "cheapest_within"]
 
 REPO = Path(__file__).resolve().parents[1]
+#: Where the fine-tuned points live: ``<task>/<point name>.npz`` (+ its .formats/.noise/.metrics JSON).
+POINTS_DIR = REPO / "models" / "bundles" / "codesign"
 
 #: The values of each axis (the mgrade-hw value of each is in the list: the shared centre point).
 AXES: dict[str, tuple] = {
@@ -86,6 +88,18 @@ class Point:
                 raise ValueError(f"preset point must be 'mgrade-hw' or 'minimalist', not {self.value!r}")
         elif self.axis not in AXES:
             raise ValueError(f"unknown axis {self.axis!r}; choose from {sorted(AXES)} or 'preset'")
+
+    @classmethod
+    def from_name(cls, name: str) -> "Point":
+        """The inverse of :attr:`name` (``capacitor_300fF``, ``weight_bits_2``, ``preset_minimalist``)."""
+        if name.startswith("preset_"):
+            return cls("preset", name[len("preset_"):])
+        if name.startswith("capacitor_") and name.endswith("fF"):
+            return cls("capacitor", float(name[len("capacitor_"):-2]) * 1e-15)
+        axis, _, v = name.rpartition("_")
+        if axis not in AXES or not v.isdigit():
+            raise ValueError(f"{name!r} is not a design point's name (e.g. capacitor_300fF, weight_bits_2)")
+        return cls(axis, int(v))
 
     @property
     def name(self) -> str:
@@ -221,6 +235,81 @@ def write_point_files(point: Point, out_dir: str | Path) -> None:
     (out / f"{point.name}.noise.json").write_text(json.dumps(point.noise().to_json(), indent=1))
     (out / f"{point.name}.formats.json").write_text(json.dumps({"formats": point.formats().to_json(),
                                                                 "name": point.name}, indent=1))
+
+
+# ---------------------------------------------------------------------------------------------
+# the study: evaluate the fine-tuned points on sim/ and put them on the cost axes
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Row:
+    """One design point of one task, measured. Accuracies on ``sim/``: ``exact`` noise-free,
+    ``acc`` one per chip instance of the point's noise model (mean, std, 5th percentile)."""
+
+    point: Point
+    label: str
+    exact: float
+    acc: list
+    cost: dict
+    fine_tuned: bool = True
+    source: str = ""
+
+    @property
+    def mean(self) -> float:
+        return float(sum(self.acc) / len(self.acc))
+
+    @property
+    def std(self) -> float:
+        m = self.mean
+        return float(math.sqrt(sum((a - m) ** 2 for a in self.acc) / len(self.acc)))
+
+    def to_json(self) -> dict:
+        return {"point": self.point.name, "label": self.label, "exact": self.exact, "mean": self.mean,
+                "std": self.std, "chips": len(self.acc), "fine_tuned": self.fine_tuned, "source": self.source,
+                **self.cost}
+
+
+def trained_points(task: str, root: Path = POINTS_DIR) -> list[tuple[Point, Path]]:
+    """The fine-tuned bundles of ``task`` present under ``root/<task>/``, in :func:`points` order."""
+    have = {p.stem: p for p in (Path(root) / task).glob("*.npz")}
+    return [(pt, have[pt.name]) for pt in points() if pt.name in have]
+
+
+def study(task: str, data, seeds: Sequence[int], *, plain=None, noise_aware=None, root: Path = POINTS_DIR,
+          cost: CostModel | None = None, batch: int = 64, cache=None, workers: int | None = None) -> list[Row]:
+    """Every fine-tuned point of ``task`` (:func:`trained_points`), plus the shipped ``plain`` bundle
+    and the ``noise_aware`` one at NoiseModel.default() (the mgrade-hw chip, not / fully fine-tuned
+    for it): noise-free and over the chip instances ``seeds`` of each point's noise model, on
+    ``data`` (:class:`analysis.data.EvalData`), cached, with each point's cost."""
+    from spec.bundle import load_bundle
+
+    from .sweeps import Task, run_tasks
+    cost = cost or CostModel()
+    entries = [(pt, load_bundle(path), pt.name, True, str(path.relative_to(REPO))) for pt, path in trained_points(
+        task, root)]
+    centre = Point("preset", "mgrade-hw")
+    for b, label, tuned in ((plain, "shipped bundle (not noise-aware)", False), (noise_aware, "noise-aware bundle",
+                                                                                 True)):
+        if b is not None:
+            entries.append((centre, b, label, tuned, str(b.meta.get("path", ""))))
+    tasks = []
+    for pt, b, *_ in entries:
+        nm = pt.noise()
+        tasks += [Task(b, None, 0)] + [Task(b, nm, int(s)) for s in seeds]
+    res = run_tasks(tasks, data, batch=batch, cache=cache, workers=workers, desc=f"co-design {task}")
+    rows, k = [], 0
+    for pt, b, label, tuned, src in entries:
+        r = res[k:k + 1 + len(seeds)]
+        k += 1 + len(seeds)
+        rows.append(Row(pt, label, float(r[0]["accuracy"]), [float(x["accuracy"]) for x in r[1:]],
+                        cost.cost(b.arch, b.formats, float(pt.knobs()["capacitor"])), tuned, src))
+    return rows
+
+
+def cheapest_within(rows: Sequence[Row], reference: float, tol: float = 0.01, key: str = "area_um2"):
+    """The row of least ``key`` cost whose mean accuracy over chips is within ``tol`` of
+    ``reference`` (e.g. the float accuracy); None if no point reaches it."""
+    ok = [r for r in rows if r.mean >= reference - tol]
+    return min(ok, key=lambda r: r.cost[key]) if ok else None
 
 
 def main(argv: list[str] | None = None) -> int:

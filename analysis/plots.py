@@ -9,7 +9,7 @@ import numpy as np
 from .cosim import compare
 
 __all__ = ["farads", "plot_noise_grid", "plot_noise_panel", "plot_capacitor", "plot_default", "plot_precision",
-           "plot_cosim", "plot_yield", "STM32N6_SRAM_BYTES", "REPO_CONFIG_PARAMS", "FOOTPRINT_NOTE"]
+           "plot_cosim", "plot_yield", "plot_codesign", "STM32N6_SRAM_BYTES", "REPO_CONFIG_PARAMS", "FOOTPRINT_NOTE"]
 
 #: STM32N6 (STM32N657) on-chip SRAM: 4.2 MB (papers.md 1.2, perf.md 3.3), taken as 4.2e6 bytes.
 STM32N6_SRAM_BYTES = 4.2e6
@@ -261,5 +261,60 @@ def plot_yield(results_by_task: Mapping, refs_by_task: Mapping | None = None, ti
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+_AXIS_STYLE = {"capacitor": ("o", "#1f77b4"), "weight_bits": ("s", "#ff7f0e"), "state_bits": ("^", "#2ca02c"),
+               "gate_bits": ("D", "#9467bd"), "preset": ("*", "#d62728")}
+
+
+def _point_label(row) -> str:
+    p = row.point
+    if p.axis == "capacitor":
+        return farads(p.value)
+    if p.axis == "preset":
+        return row.label if row.label != p.name else p.value
+    return f"{p.axis.split('_')[0]} {p.value}b"
+
+
+def plot_codesign(rows_by_task: Mapping, refs_by_task: Mapping | None = None, tol: float = 0.01,
+                  costs: Sequence[tuple[str, str, float]] = (("area_um2", "area proxy (mm$^2$)", 1e-6),
+                                                             ("energy_analog_J", "analog energy per step (pJ)", 1e12))):
+    """The co-design study (:func:`analysis.codesign.study` rows per task): mean accuracy over chip
+    instances (bars: std) against each cost proxy, one marker per axis, the presets and shipped
+    bundles as stars; float accuracy and float - ``tol`` as horizontal lines; the cheapest point
+    within ``tol`` of float ringed."""
+    from .codesign import cheapest_within
+    refs_by_task = refs_by_task or {}
+    n = len(rows_by_task)
+    fig, axes = plt.subplots(len(costs), n, figsize=(6.2 * n, 4.0 * len(costs)), squeeze=False)
+    for j, (task, rows) in enumerate(rows_by_task.items()):
+        ref = (refs_by_task.get(task) or {}).get("float")
+        for i, (key, xlabel, scale) in enumerate(costs):
+            ax = axes[i][j]
+            seen = set()
+            for r in rows:
+                m, c = _AXIS_STYLE[r.point.axis]
+                c = c if r.fine_tuned else "0.5"
+                lab = r.point.axis if r.point.axis not in seen else None
+                seen.add(r.point.axis)
+                ax.errorbar(r.cost[key] * scale, r.mean, yerr=r.std, fmt=m, color=c, ms=9 if m == "*" else 6,
+                            capsize=2, label=lab)
+                ax.annotate(_point_label(r), (r.cost[key] * scale, r.mean), fontsize=6.5, xytext=(3, 3),
+                            textcoords="offset points")
+            if ref is not None:
+                ax.axhline(ref, color=_C["float"], ls=":", lw=1.2, label=f"float {ref:.3f}")
+                ax.axhline(ref - tol, color=_C["tol"], ls="--", lw=1, label=f"float - {tol * 100:.0f} pt")
+                best = cheapest_within(rows, ref, tol, key)
+                if best is not None:
+                    ax.plot(best.cost[key] * scale, best.mean, "o", ms=16, mfc="none", mec=_C["tol"], mew=1.5)
+            ax.set_xscale("log")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("accuracy, mean over chips (sim/)")
+            ax.set_title(f"{task}", fontsize=10)
+            ax.grid(alpha=0.3, which="both")
+            if i == 0:
+                ax.legend(fontsize=7, loc="lower right", framealpha=0.9)
     fig.tight_layout()
     return fig

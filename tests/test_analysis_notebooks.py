@@ -28,4 +28,4 @@ def test_notebooks_run_small(tmp_path):
     assert p.returncode == 0, f"notebooks failed ({dt:.0f} s):\n{p.stdout[-3000:]}\n{p.stderr[-6000:]}"
     figs = sorted(f.name for f in (tmp_path / "figures").glob("*.png"))
     assert {"noise_gsc12.png", "noise_listops.png", "capacitor.png", "default_noise.png", "precision_gsc12.png",
-            "precision_listops.png", "cosim_walkthrough.png"} <= set(figs), figs
+            "precision_listops.png", "cosim_walkthrough.png", "codesign.png"} <= set(figs), figs
