@@ -8,21 +8,24 @@ bundle of the same :class:`~spec.arch.Arch` and :class:`~spec.arch.Formats`. A m
 design starts with the bundle loaded and needs no configuration writes (slow event-driven
 simulators; the ``cfg`` port still works).
 
-Every tensor lives in one wide memory whose word holds one element per *lane* (the lane is the
-output channel the element belongs to), written one element at a time::
+Every tensor lives in one wide memory whose word holds ``simd`` elements per *lane* (the lane is
+the output channel the element belongs to; ``simd`` the input columns its projection takes per
+cycle, :class:`rtl.microarch.Microarch`, 1 by default), written one element at a time::
 
-    addr = tensor_id << (WORD_BITS + LANE_BITS) | word << LANE_BITS | lane
+    addr = tensor_id << (WORD_BITS + LANE_BITS) | word << LANE_BITS | slot
 
-========================= ======= ===========================================
-tensor shape              lanes   element -> (word, lane)
-========================= ======= ===========================================
-matrix ``(R, N)``         H or C  ``(j // lanes * N + i, j % lanes)``
+========================= ======= ==========================================================
+tensor shape              lanes   element ``[j, i]`` -> (word, slot)
+========================= ======= ==========================================================
+matrix ``(R, N)``         H or C  ``(j // lanes * N/simd + i // simd, j % lanes * simd + i % simd)``
 vector ``(R,)``           H or C  ``(j // lanes, j % lanes)``
 ``enc.table (V, H)``      H       ``(token, channel)``
-========================= ======= ===========================================
+========================= ======= ==========================================================
 
 The decoder (``out.*``) has ``C`` lanes, everything else ``H``. Rows beyond the lane count
-(the mixer's ``E = expand * H`` rows) are further *passes*, stored after each other.
+(the mixer's ``E = expand * H`` rows) are further *passes*, stored after each other. One read
+gives every lane's ``simd`` weights of one column group (slot ``lane * simd + k`` holds column
+``group * simd + k``); with ``simd = 1`` the slot is the lane.
 This module is the only place that knows the map: the RTL decodes it and the testbenches
 encode bundles with :meth:`AddressMap.writes`.
 """
@@ -39,6 +42,11 @@ from amaranth.utils import ceil_log2
 from spec.arch import Arch, Formats, TensorSpec, tensor_specs
 from spec.fixedpoint import Format
 
+from .microarch import Microarch
+
+#: The :class:`~rtl.microarch.Microarch` field that folds the matrix of a block (``enc.w`` -> ``enc``).
+_FOLD_OF = {"enc": "enc", "conv": "taps", "rnn": "proj", "mix": "mix", "out": "readout"}
+
 __all__ = ["AddressMap", "MemEntry", "CfgBus", "delay_format"]
 
 
@@ -49,7 +57,7 @@ def delay_format(arch: Arch) -> Format:
 
 @dataclasses.dataclass(frozen=True)
 class MemEntry:
-    """Where one tensor lives: memory of ``depth`` words x ``lanes`` elements of ``fmt``."""
+    """Where one tensor lives: memory of ``depth`` words x ``lanes * simd`` elements of ``fmt``."""
 
     tid: int
     spec: TensorSpec
@@ -57,13 +65,20 @@ class MemEntry:
     lanes: int
     depth: int
     lane_axis: int
+    simd: int = 1           # columns per word and lane (matrices of a folded projection)
+
+    @property
+    def slots(self) -> int:
+        """Elements per memory word: ``lanes * simd``."""
+        return self.lanes * self.simd
 
     @property
     def name(self) -> str:
         return self.spec.name
 
     def locate(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(word, lane)`` of every element, arrays shaped like the tensor."""
+        """``(word, slot)`` of every element, arrays shaped like the tensor (the slot is the lane
+        when ``simd`` is 1)."""
         shape = self.spec.shape
         if len(shape) == 1:
             j = np.arange(shape[0])
@@ -71,7 +86,8 @@ class MemEntry:
         r, n = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
         if self.lane_axis == 1:                     # embedding table: word = token, lane = channel
             return r, n
-        return (r // self.lanes) * shape[1] + n, r % self.lanes
+        s = self.simd
+        return (r // self.lanes) * (shape[1] // s) + n // s, (r % self.lanes) * s + n % s
 
 
 class CfgBus(wiring.Signature):
@@ -85,22 +101,25 @@ class CfgBus(wiring.Signature):
 class AddressMap:
     """The configuration address map of one architecture (see the module docstring)."""
 
-    def __init__(self, arch: Arch, fmts: Formats, *, preload=None):
+    def __init__(self, arch: Arch, fmts: Formats, *, preload=None, micro: Microarch | None = None):
         self.arch, self.fmts = arch, fmts
+        self.micro = (micro or Microarch()).check(arch)     # how the RTL reads the weights
         self.preload = preload          # tensors (a bundle's, or a dict) baked into the memories, or None
         H, C = arch.hidden, arch.n_classes
         self.entries: dict[str, MemEntry] = {}
         for tid, s in enumerate(tensor_specs(arch)):
             fmt = delay_format(arch) if s.role == "delay" else getattr(fmts, s.role)
             lanes = C if s.name.startswith("out.") else H
+            simd = 1
             if s.name == "enc.table":
                 lane_axis, depth = 1, s.shape[0]
             elif len(s.shape) == 1:
                 lane_axis, depth = 0, -(-s.shape[0] // lanes)
             else:
-                lane_axis, depth = 0, -(-s.shape[0] // lanes) * s.shape[1]
-            self.entries[s.name] = MemEntry(tid, s, fmt, lanes, depth, lane_axis)
-        self.lane_bits = ceil_log2(max(e.lanes for e in self.entries.values()))
+                simd = getattr(self.micro, _FOLD_OF[s.name.split(".")[-2]])
+                lane_axis, depth = 0, -(-s.shape[0] // lanes) * (s.shape[1] // simd)
+            self.entries[s.name] = MemEntry(tid, s, fmt, lanes, depth, lane_axis, simd)
+        self.lane_bits = ceil_log2(max(e.slots for e in self.entries.values()))
         self.word_bits = ceil_log2(max(e.depth for e in self.entries.values()))
         self.tid_bits = max(1, ceil_log2(len(self.entries)))
         self.addr_width = self.tid_bits + self.word_bits + self.lane_bits
@@ -118,9 +137,10 @@ class AddressMap:
 
     def image(self, name: str, tensor) -> np.ndarray:
         """Contents of the memory of tensor ``name`` holding ``tensor`` (codes): ``(depth, lanes)``
-        int64, every element at the (word, lane) :meth:`writes` writes it to, unused lanes 0."""
+        int64 (``slots`` = ``lanes * simd``), every element at the (word, slot) :meth:`writes` writes it
+        to, unused slots 0."""
         e = self.entries[name]
-        img = np.zeros((e.depth, e.lanes), np.int64)
+        img = np.zeros((e.depth, e.slots), np.int64)
         word, lane = e.locate()
         img[word, lane] = np.asarray(tensor, np.int64)
         return img

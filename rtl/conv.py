@@ -12,6 +12,7 @@ from .addrmap import AddressMap
 from .fixed import acc_shape, any_of, requantize, shape_of
 from .mac import MacLanes
 from .memory import weight_memory
+from .microarch import Microarch
 
 __all__ = ["DelayLineConv"]
 
@@ -22,12 +23,13 @@ class DelayLineConv(wiring.Component):
     Each channel ``c`` owns a circular memory of ``d_max`` past samples ``s`` (format ``dl``);
     delay 0 is the current sample ``s`` (input port), delay ``d >= 1`` reads slot
     ``(t - d) mod d_max``, and a slot not yet written since ``first`` (``t - d < 0``) reads as 0.
-    The K taps are sequenced one per cycle over all channels at once: tap ``k`` reads
-    ``w[c, k]`` and ``delay[c, k]`` (run-time memories) and accumulates
-    ``w[c,k] * line[c, t - delay[c,k]]`` exactly; ``u0 = q_act(acc, f_dl + f_w_conv)``.
-    After the last tap the current sample is pushed (slot ``t mod d_max``).
+    The K taps are sequenced ``s = micro.taps`` per cycle (:class:`rtl.microarch.Microarch`; 1 by
+    default) over all channels at once: tap ``k`` reads ``w[c, k]`` and ``delay[c, k]`` (run-time
+    memories; ``s`` taps per word) and accumulates ``w[c,k] * line[c, t - delay[c,k]]`` exactly
+    (each line has ``s`` read ports); ``u0 = q_act(acc, f_dl + f_w_conv)``. After the last tap the
+    current sample is pushed (slot ``t mod d_max``).
 
-    Timing: ``start`` (1 cycle, clears the accumulator) + K tap cycles + 1 push cycle with
+    Timing: ``start`` (1 cycle, clears the accumulator) + K / s tap cycles + 1 push cycle with
     ``done`` high (:meth:`cycles`). ``u0`` stays valid until the next ``start``. Protocol: ``s``
     and ``first`` are held from ``start`` through the ``done`` cycle (``s`` is pushed at its end),
     and ``start`` comes after the ``done`` cycle (the owning layer's sequencer guarantees both).
@@ -49,18 +51,18 @@ class DelayLineConv(wiring.Component):
         })
 
     @staticmethod
-    def cycles(arch: Arch) -> int:
-        """Cycles from ``start`` to ``done`` inclusive: ``K + 2``."""
-        return 1 + arch.taps + 1
+    def cycles(arch: Arch, micro: Microarch | None = None) -> int:
+        """Cycles from ``start`` to ``done`` inclusive: ``K / s + 2``."""
+        return 1 + arch.taps // (micro or Microarch()).taps + 1
 
     def elaborate(self, platform):
         m = Module()
         arch, fmts = self.arch, self.fmts
-        H, K, D = arch.hidden, arch.taps, arch.d_max
+        H, K, D, n = arch.hidden, arch.taps, arch.d_max, self.amap.micro.taps
         f_acc = acc_frac(fmts.dl, fmts.w_conv)
         m.submodules.mac = mac = MacLanes(H, shape_of(fmts.dl), shape_of(fmts.w_conv),
-                                          acc_shape(K, fmts.dl, fmts.w_conv))
-        k = Signal(range(max(K, 2)))
+                                          acc_shape(K, fmts.dl, fmts.w_conv), simd=n)
+        k = Signal(range(max(K // n, 2)))           # tap group
         w = weight_memory(m, self.amap, self.prefix + "w", self.cfg, k)
         dly = weight_memory(m, self.amap, self.prefix + "delay", self.cfg, k)
 
@@ -69,25 +71,31 @@ class DelayLineConv(wiring.Component):
         ptr = Signal(range(max(D, 1)))          # slot of the current step: t mod d_max
         fill = Signal(range(D + 1))             # min(t, d_max): how many past samples exist
 
-        samples = []
+        samples = []                            # per channel, the sample of each tap of the group
         for c in range(H):
             if D == 0:
-                samples.append(self.s[c])
+                samples.append([self.s[c]])
                 continue
             line = Memory(shape=shape_of(fmts.dl), depth=D, init=[])
             m.submodules[f"line{c}"] = line
             wp = line.write_port()
-            rp = line.read_port(domain="comb")
-            d = dly[c]
-            diff = ptr - d
-            m.d.comb += [
-                rp.addr.eq(Mux(diff < 0, diff + D, diff)),
-                wp.addr.eq(ptr), wp.data.eq(self.s[c]), wp.en.eq(pushing),
-            ]
-            samples.append(Mux(d == 0, self.s[c], Mux(d <= fill, rp.data, 0)))
+            samples.append([])
+            for j in range(n):
+                rp = line.read_port(domain="comb")
+                d = dly[c * n + j]
+                diff = ptr - d
+                m.d.comb += rp.addr.eq(Mux(diff < 0, diff + D, diff))
+                if j == 0:
+                    m.d.comb += [wp.addr.eq(ptr), wp.data.eq(self.s[c]), wp.en.eq(pushing)]
+                samples[c].append(Mux(d == 0, self.s[c], Mux(d <= fill, rp.data, 0)))
 
         for c in range(H):
-            m.d.comb += [mac.x[c].eq(samples[c]), mac.w[c].eq(w[c]), mac.init[c].eq(0)]
+            if n == 1:
+                m.d.comb += [mac.x[c].eq(samples[c][0]), mac.w[c].eq(w[c]), mac.init[c].eq(0)]
+            else:
+                m.d.comb += [mac.x[c][j].eq(samples[c][j]) for j in range(n)]
+                m.d.comb += [mac.w[c][j].eq(w[c * n + j]) for j in range(n)]
+                m.d.comb += mac.init[c].eq(0)
         m.d.comb += [mac.load.eq(self.start), mac.en.eq(running), self.done.eq(pushing)]
 
         with m.If(self.start):
@@ -96,7 +104,7 @@ class DelayLineConv(wiring.Component):
                 m.d.sync += [ptr.eq(0), fill.eq(0)]
         with m.Elif(running):
             m.d.sync += k.eq(k + 1)
-            with m.If(k == K - 1):
+            with m.If(k == K // n - 1):
                 m.d.sync += [running.eq(0), pushing.eq(1)]
         with m.Elif(pushing):
             m.d.sync += pushing.eq(0)

@@ -10,8 +10,9 @@ from spec.arch import Arch, Formats, acc_frac
 
 from .addrmap import AddressMap
 from .fixed import acc_shape, any_of, requantize, shape_of
-from .mac import MacLanes, broadcast_columns, column_cycles, column_sequencer
+from .mac import MacLanes, broadcast_columns, column_cycles, column_group, column_sequencer
 from .memory import weight_memory
+from .microarch import Microarch
 
 __all__ = ["LinearEncoder", "EmbeddingEncoder", "encoder_class", "token_bits"]
 
@@ -38,9 +39,10 @@ def _encoder_members(arch: Arch, fmts: Formats, amap: AddressMap, name: str, sha
 
 
 class LinearEncoder(wiring.Component):
-    """``a0 = q_act(W_enc x + (b_enc << s), f_x + f_w_enc)``: H lanes, one input feature per cycle.
+    """``a0 = q_act(W_enc x + (b_enc << s), f_x + f_w_enc)``: H lanes, ``s = micro.enc`` input
+    features per cycle (:class:`rtl.microarch.Microarch`; 1 by default).
 
-    Timing: ``start`` (loads the bias) + d_in cycles + 1 cycle with ``done`` (:meth:`cycles`).
+    Timing: ``start`` (loads the bias) + d_in / s cycles + 1 cycle with ``done`` (:meth:`cycles`).
     """
 
     def __init__(self, arch: Arch, fmts: Formats, amap: AddressMap):
@@ -48,21 +50,23 @@ class LinearEncoder(wiring.Component):
         super().__init__(_encoder_members(arch, fmts, amap, "x", data.ArrayLayout(shape_of(fmts.x), arch.d_in)))
 
     @staticmethod
-    def cycles(arch: Arch) -> int:
-        """Cycles from ``start`` to ``done`` inclusive: ``d_in + 2``."""
-        return column_cycles(arch.d_in)
+    def cycles(arch: Arch, micro: Microarch | None = None) -> int:
+        """Cycles from ``start`` to ``done`` inclusive: ``d_in / s + 2``."""
+        return column_cycles(arch.d_in // (micro or Microarch()).enc)
 
     def elaborate(self, platform):
         m = Module()
         arch, fmts = self.arch, self.fmts
         H, N = arch.hidden, arch.d_in
+        s = self.amap.micro.enc
         f_acc = acc_frac(fmts.x, fmts.w_enc)
         m.submodules.mac = mac = MacLanes(H, shape_of(fmts.x), shape_of(fmts.w_enc),
-                                          acc_shape(N, fmts.x, fmts.w_enc, fmts.bias))
-        i, running = column_sequencer(m, self.start, self.done, N)
+                                          acc_shape(N, fmts.x, fmts.w_enc, fmts.bias), simd=s)
+        i, running = column_sequencer(m, self.start, self.done, N // s)
         w = weight_memory(m, self.amap, "enc.w", self.cfg, i)
         b = weight_memory(m, self.amap, "enc.b", self.cfg, 0)
-        broadcast_columns(m, mac, self.x[i], w, b, bias=fmts.bias, f_acc=f_acc, start=self.start, running=running)
+        broadcast_columns(m, mac, column_group(self.x, i, s), w, b, bias=fmts.bias, f_acc=f_acc, start=self.start,
+                          running=running)
         sats = []
         for c in range(H):
             q, sat = requantize(mac.acc[c], f_acc, fmts.act)
@@ -80,7 +84,7 @@ class EmbeddingEncoder(wiring.Component):
         super().__init__(_encoder_members(arch, fmts, amap, "token", token_bits(arch)))
 
     @staticmethod
-    def cycles(arch: Arch) -> int:
+    def cycles(arch: Arch, micro: Microarch | None = None) -> int:
         """Cycles from ``start`` to ``done`` inclusive: ``start``, then ``done``."""
         return 2
 

@@ -13,6 +13,7 @@ from spec.names import LAYER_TRACE_NAMES, layer_saturation_names, layer_trace_na
 from .addrmap import AddressMap
 from .conv import DelayLineConv
 from .fixed import any_of, requantize, saturate, shape_of
+from .microarch import Microarch
 from .mingru import GateCandidate, ScUpdate
 from .mixer import ChannelMixer
 from .norm import AffineNorm
@@ -113,18 +114,19 @@ class MgradeLayer(wiring.Component):
         })
 
     @staticmethod
-    def cycles(arch: Arch) -> int:
-        """Cycles one layer spends on one step, from accepting ``a`` to presenting ``a'``.
+    def cycles(arch: Arch, micro: Microarch | None = None) -> int:
+        """Cycles one layer spends on one step, from accepting ``a`` to presenting ``a'``, at the
+        microarchitecture ``micro`` (:class:`rtl.microarch.Microarch`; default: the original design).
 
         ``1`` (accept) ``+`` conv (if K > 0) ``+`` projections (incl. the SC update in their done
         cycle) ``+ 1`` (output/skip) ``+`` mixer (if any) ``+ 1`` (norm), each stage's count from
         its component; the cycle that presents ``a'`` is the next stage's accept cycle.
         """
-        n = 1 + GateCandidate.cycles(arch) + 1 + 1
+        n = 1 + GateCandidate.cycles(arch, micro) + 1 + 1
         if arch.taps:
-            n += DelayLineConv.cycles(arch)
+            n += DelayLineConv.cycles(arch, micro)
         if arch.mix != "none":
-            n += ChannelMixer.cycles(arch)
+            n += ChannelMixer.cycles(arch, micro)
         return n
 
     def elaborate(self, platform):

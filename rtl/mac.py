@@ -1,7 +1,7 @@
 """``MacLanes``: the time-multiplexed multiply-accumulate array every projection is built on."""
 from __future__ import annotations
 
-from amaranth.hdl import Module, ShapeLike, Signal, ValueLike
+from amaranth.hdl import Module, ShapeLike, Signal, Value, ValueLike
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -9,28 +9,34 @@ from spec.fixedpoint import Format
 
 from .fixed import align_bias
 
-__all__ = ["MacLanes", "column_sequencer", "column_cycles", "broadcast_columns"]
+__all__ = ["MacLanes", "column_sequencer", "column_cycles", "broadcast_columns", "column_group", "adder_tree"]
 
 
 class MacLanes(wiring.Component):
-    """``lanes`` parallel exact multiply-accumulators, one per output channel.
+    """``lanes`` parallel exact multiply-accumulators, one per output channel, each taking
+    ``simd`` input columns per cycle.
 
-    Each cycle with ``en`` high, lane ``j`` does ``acc[j] += x[j] * w[j]``; with ``load`` high it
-    starts over from ``init[j]`` (an aligned bias). A matrix-vector product of ``R <= lanes`` rows
-    and ``N`` columns takes ``N`` cycles: the sequencer broadcasts ``v[i]`` to every lane's ``x``
-    and presents weight column ``i``. The accumulator shape is exact (sized by
-    :func:`spec.arch.acc_bound`), so no rounding or wrapping happens inside a sum.
+    Each cycle with ``en`` high, lane ``j`` does ``acc[j] += x[j] * w[j]`` (``simd`` 1), or
+    ``acc[j] += sum_k x[j][k] * w[j][k]`` (``simd`` > 1: ``simd`` multipliers and an adder tree);
+    with ``load`` high it starts over from ``init[j]`` (an aligned bias). A matrix-vector product
+    of ``R <= lanes`` rows and ``N`` columns takes ``N / simd`` cycles: the sequencer broadcasts the
+    column group ``v[i*simd .. i*simd+simd-1]`` to every lane's ``x`` and presents the weights of
+    those columns. The accumulator shape is exact (sized by :func:`spec.arch.acc_bound` for all
+    ``N`` columns; every partial sum is bounded by the same bound, and Amaranth's products and sums
+    widen), so no rounding or wrapping happens inside a sum, whatever ``simd``.
 
     Members
     -------
-    x, w : In(ArrayLayout)      operands per lane.
+    x, w : In(ArrayLayout)      operands per lane (per lane and column of the group if ``simd`` > 1).
     init : In(ArrayLayout)      value loaded by ``load``.
     load, en : In(1)            ``load`` has priority.
     acc : Out(ArrayLayout)      the accumulators (registers).
     """
 
-    def __init__(self, lanes: int, x_shape: ShapeLike, w_shape: ShapeLike, acc_shape: ShapeLike):
-        self.lanes = lanes
+    def __init__(self, lanes: int, x_shape: ShapeLike, w_shape: ShapeLike, acc_shape: ShapeLike, simd: int = 1):
+        self.lanes, self.simd = lanes, simd
+        if simd > 1:
+            x_shape, w_shape = data.ArrayLayout(x_shape, simd), data.ArrayLayout(w_shape, simd)
         super().__init__({
             "x": In(data.ArrayLayout(x_shape, lanes)),
             "w": In(data.ArrayLayout(w_shape, lanes)),
@@ -43,11 +49,32 @@ class MacLanes(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         for j in range(self.lanes):
+            if self.simd == 1:
+                prod = self.x[j] * self.w[j]
+            else:
+                prod = adder_tree([self.x[j][k] * self.w[j][k] for k in range(self.simd)])
             with m.If(self.load):
                 m.d.sync += self.acc[j].eq(self.init[j])
             with m.Elif(self.en):
-                m.d.sync += self.acc[j].eq(self.acc[j] + self.x[j] * self.w[j])
+                m.d.sync += self.acc[j].eq(self.acc[j] + prod)
         return m
+
+
+def adder_tree(terms: list) -> Value:
+    """The exact sum of ``terms`` as a balanced tree of adders (depth ``ceil(log2(n))``)."""
+    terms = [Value.cast(t) for t in terms]
+    while len(terms) > 1:
+        terms = [terms[k] + terms[k + 1] if k + 1 < len(terms) else terms[k] for k in range(0, len(terms), 2)]
+    return terms[0]
+
+
+def column_group(vec, i: ValueLike, simd: int):
+    """Columns ``i*simd .. i*simd+simd-1`` of the vector ``vec`` (an ``ArrayLayout`` view): ``vec[i]``
+    for ``simd`` 1, else a view of ``simd`` elements (one ``N/simd``-way selection of the group)."""
+    if simd == 1:
+        return vec[i]
+    lay = data.ArrayLayout(vec.shape().elem_shape, simd)
+    return data.View(lay, vec.as_value().word_select(i, lay.size))
 
 
 def column_sequencer(m: Module, start: ValueLike, done: Signal, n: int) -> tuple[Signal, Signal]:
@@ -79,13 +106,17 @@ def column_cycles(n: int) -> int:
 
 def broadcast_columns(m: Module, mac: MacLanes, x: ValueLike, w, b, *, bias: Format, f_acc: int,
                       start: ValueLike, running: ValueLike) -> None:
-    """Wire ``mac`` for the product ``W v + b`` while column ``i`` is presented.
+    """Wire ``mac`` for the product ``W v + b`` while column group ``i`` is presented.
 
-    Every lane gets the broadcast element ``x = v[i]`` and its own weight ``w[lane]`` (the row of
-    column ``i`` read from the weight memory); ``start`` loads the bias ``b[lane]`` (format ``bias``)
-    aligned to the accumulator's ``f_acc`` fraction bits, ``running`` accumulates. With
-    :func:`column_sequencer` this is the whole datapath of a projection.
+    Every lane gets the broadcast element ``x = v[i]`` (``simd`` 1) or group ``x =``
+    :func:`column_group` ``(v, i, simd)`` and its own weights ``w[lane]`` (``w[lane*simd + k]``: the
+    slots of word ``i`` read from the weight memory, :class:`rtl.addrmap.AddressMap`); ``start``
+    loads the bias ``b[lane]`` (format ``bias``) aligned to the accumulator's ``f_acc`` fraction
+    bits, ``running`` accumulates. With :func:`column_sequencer` this is the whole datapath of a
+    projection.
     """
+    s = mac.simd
     for c in range(mac.lanes):
-        m.d.comb += [mac.x[c].eq(x), mac.w[c].eq(w[c]), mac.init[c].eq(align_bias(b[c], bias, f_acc))]
+        ws = [mac.w[c].eq(w[c])] if s == 1 else [mac.w[c][k].eq(w[c * s + k]) for k in range(s)]
+        m.d.comb += [mac.x[c].eq(x), *ws, mac.init[c].eq(align_bias(b[c], bias, f_acc))]
     m.d.comb += [mac.load.eq(start), mac.en.eq(running)]

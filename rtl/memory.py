@@ -15,15 +15,17 @@ __all__ = ["weight_memory"]
 def weight_memory(m: Module, amap: AddressMap, name: str, cfg, rd_addr=None):
     """Add the memory that holds tensor ``name`` to ``m``; return its lane-array read data.
 
-    The memory has ``depth`` words of ``lanes`` elements (``ArrayLayout(fmt, lanes)``), one write
-    port driven by the configuration bus ``cfg`` (element granularity: the address's lane field
-    selects one element) and one asynchronous read port at ``rd_addr`` (a register file: the
-    value is available in the cycle the address is presented, which keeps the MAC sequencers
-    free of read latency). The initial contents are zero, or with ``amap.preload`` that tensor's
-    :meth:`~rtl.addrmap.AddressMap.image`. Returns a :class:`amaranth.lib.data.View` indexable by lane.
+    The memory has ``depth`` words of ``slots`` (``lanes * simd``) elements
+    (``ArrayLayout(fmt, slots)``; slot ``lane * simd + k`` holds column ``k`` of the word's column
+    group, :class:`rtl.addrmap.AddressMap`), one write port driven by the configuration bus
+    ``cfg`` (element granularity: the address's lane field selects one slot) and one
+    asynchronous read port at ``rd_addr`` (a register file: the value is available in the cycle
+    the address is presented, which keeps the MAC sequencers free of read latency). The initial
+    contents are zero, or with ``amap.preload`` that tensor's :meth:`~rtl.addrmap.AddressMap.image`.
+    Returns a :class:`amaranth.lib.data.View` indexable by slot.
     """
     e = amap[name]
-    layout = data.ArrayLayout(shape_of(e.fmt), e.lanes)
+    layout = data.ArrayLayout(shape_of(e.fmt), e.slots)
     init = [] if amap.preload is None else amap.image(name, amap.preload[name]).tolist()
     mem = Memory(shape=layout, depth=e.depth, init=init)
     m.submodules["mem_" + name.replace(".", "_")] = mem
@@ -35,7 +37,7 @@ def weight_memory(m: Module, amap: AddressMap, name: str, cfg, rd_addr=None):
     elem = cfg.data[:e.fmt.bits]
     m.d.comb += [
         wp.addr.eq(word),
-        wp.data.eq(elem.replicate(e.lanes)),
+        wp.data.eq(elem.replicate(e.slots)),
         wp.en.eq(Mux(hit, 1 << lane, 0)),
     ]
     rp = mem.read_port(domain="comb")

@@ -9,8 +9,9 @@ from spec.arch import Arch, Formats, acc_frac, gate_format
 
 from .addrmap import AddressMap
 from .fixed import acc_shape, any_of, gate_code, requantize, round_shift, saturate, shape_of
-from .mac import MacLanes, broadcast_columns, column_cycles, column_sequencer
+from .mac import MacLanes, broadcast_columns, column_cycles, column_group, column_sequencer
 from .memory import weight_memory
+from .microarch import Microarch
 
 __all__ = ["GateCandidate", "ScUpdate"]
 
@@ -19,10 +20,11 @@ class GateCandidate(wiring.Component):
     """Gate and candidate projections (README rows "gate" and "candidate").
 
     Two :class:`MacLanes` of H lanes share the broadcast input ``u[i]``: lane ``c`` accumulates
-    ``Wz[c,i] u[i]`` and ``Wh[c,i] u[i]`` over ``i = 0..H-1``, starting from the aligned biases.
+    ``Wz[c,i] u[i]`` and ``Wh[c,i] u[i]`` over ``i = 0..H-1``, starting from the aligned biases,
+    ``s = micro.proj`` columns per cycle (:class:`rtl.microarch.Microarch`; 1 by default).
     Then ``k = gate_code(accz)`` (6-bit hard sigmoid, ``z = k / 2**b_z``) and ``hc = q_h(acch)``.
 
-    Timing: ``start`` (loads the biases) + H cycles + 1 cycle with ``done`` (:meth:`cycles`).
+    Timing: ``start`` (loads the biases) + H / s cycles + 1 cycle with ``done`` (:meth:`cycles`).
     """
 
     def __init__(self, arch: Arch, fmts: Formats, amap: AddressMap, layer: int):
@@ -39,26 +41,26 @@ class GateCandidate(wiring.Component):
         })
 
     @staticmethod
-    def cycles(arch: Arch) -> int:
-        """Cycles from ``start`` to ``done`` inclusive: ``H + 2``."""
-        return column_cycles(arch.hidden)
+    def cycles(arch: Arch, micro: Microarch | None = None) -> int:
+        """Cycles from ``start`` to ``done`` inclusive: ``H / s + 2``."""
+        return column_cycles(arch.hidden // (micro or Microarch()).proj)
 
     def elaborate(self, platform):
         m = Module()
         arch, fmts, p = self.arch, self.fmts, self.prefix
-        H = arch.hidden
+        H, s = arch.hidden, self.amap.micro.proj
         f_acc = acc_frac(fmts.act, fmts.w_rnn)
         ashape = acc_shape(H, fmts.act, fmts.w_rnn, fmts.bias)
-        m.submodules.mac_z = mz = MacLanes(H, shape_of(fmts.act), shape_of(fmts.w_rnn), ashape)
-        m.submodules.mac_h = mh = MacLanes(H, shape_of(fmts.act), shape_of(fmts.w_rnn), ashape)
-        i, running = column_sequencer(m, self.start, self.done, H)
+        m.submodules.mac_z = mz = MacLanes(H, shape_of(fmts.act), shape_of(fmts.w_rnn), ashape, simd=s)
+        m.submodules.mac_h = mh = MacLanes(H, shape_of(fmts.act), shape_of(fmts.w_rnn), ashape, simd=s)
+        i, running = column_sequencer(m, self.start, self.done, H // s)
         wz = weight_memory(m, self.amap, p + "wz", self.cfg, i)
         wh = weight_memory(m, self.amap, p + "wh", self.cfg, i)
         bz = weight_memory(m, self.amap, p + "bz", self.cfg, 0)
         bh = weight_memory(m, self.amap, p + "bh", self.cfg, 0)
         for mac, w, b in ((mz, wz, bz), (mh, wh, bh)):     # both share the broadcast u[i]
-            broadcast_columns(m, mac, self.u[i], w, b, bias=fmts.bias, f_acc=f_acc, start=self.start,
-                              running=running)
+            broadcast_columns(m, mac, column_group(self.u, i, s), w, b, bias=fmts.bias, f_acc=f_acc,
+                              start=self.start, running=running)
         gate_rounding = gate_format(arch, fmts).rounding
         sats = []
         for c in range(H):

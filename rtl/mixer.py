@@ -9,8 +9,9 @@ from spec.arch import Arch, Formats, acc_frac, gate_format
 
 from .addrmap import AddressMap
 from .fixed import acc_shape, align_bias, any_of, gate_code, requantize, shape_of
-from .mac import MacLanes
+from .mac import MacLanes, column_group
 from .memory import weight_memory
+from .microarch import Microarch
 
 __all__ = ["ChannelMixer"]
 
@@ -18,18 +19,20 @@ __all__ = ["ChannelMixer"]
 class ChannelMixer(wiring.Component):
     """Channel mixing (README rows "mixer (mlp)" / "mixer (glu)"), without the skip add.
 
-    One :class:`MacLanes` of H lanes. The expansion ``W1 r + b1`` has ``R = E`` (mlp) or ``2E``
-    (glu) rows, done in ``P = R / H`` passes of H cycles (pass ``p`` gives rows ``pH .. pH+H-1``);
-    each pass ends with one cycle that stores its rows into the register file ``m1``:
+    One :class:`MacLanes` of H lanes taking ``s = micro.mix`` columns per cycle
+    (:class:`rtl.microarch.Microarch`; 1 by default). The expansion ``W1 r + b1`` has ``R = E``
+    (mlp) or ``2E`` (glu) rows, done in ``P = R / H`` passes of H / s cycles (pass ``p`` gives rows
+    ``pH .. pH+H-1``); each pass ends with one cycle that stores its rows into the register file
+    ``m1``:
 
     * mlp: ``m1 = max(0, q_act(p))``;
     * glu: passes ``0..E/H-1`` store ``v = q_act(p[:E])``; passes ``E/H..`` replace them with
       ``q_act(v * gate_code(p[E:]), f_a + b_z)``.
 
-    Then the projection ``W2 m1 + b2`` broadcasts ``m1[i]`` for ``i = 0..E-1`` (E cycles) and
+    Then the projection ``W2 m1 + b2`` broadcasts ``m1[i]`` for ``i = 0..E-1`` (E / s cycles) and
     ``m2 = q_act(acc)``. Saturation flags, each high in the cycle a saturated value is taken:
     ``sat_m1`` (a store cycle: a requantisation of ``m1``), ``sat_m2`` (the ``done`` cycle: ``m2``);
-    ``sat`` is either. Timing: ``1 + P (H + 1) + E + 1`` cycles from ``start`` to ``done``
+    ``sat`` is either. Timing: ``1 + P (H/s + 1) + E/s + 1`` cycles from ``start`` to ``done``
     inclusive (the last pass's store cycle also loads ``b2``).
     """
 
@@ -57,44 +60,50 @@ class ChannelMixer(wiring.Component):
         return (2 * E if arch.mix == "glu" else E) // arch.hidden
 
     @staticmethod
-    def cycles(arch: Arch) -> int:
-        """Cycles from ``start`` to ``done`` inclusive: ``1 + P (H + 1) + E + 1``."""
-        return 1 + ChannelMixer.passes(arch) * (arch.hidden + 1) + arch.mix_width + 1
+    def cycles(arch: Arch, micro: Microarch | None = None) -> int:
+        """Cycles from ``start`` to ``done`` inclusive: ``1 + P (H/s + 1) + E/s + 1``."""
+        s = (micro or Microarch()).mix
+        return 1 + ChannelMixer.passes(arch) * (arch.hidden // s + 1) + arch.mix_width // s + 1
 
     def elaborate(self, platform):
         m = Module()
         arch, fmts, pre = self.arch, self.fmts, self.prefix
-        H, E = arch.hidden, arch.mix_width
+        H, E, s = arch.hidden, arch.mix_width, self.amap.micro.mix
         glu = arch.mix == "glu"
         P = self.passes(arch)
         gate_rounding = gate_format(arch, fmts).rounding
         f_mix = acc_frac(fmts.act, fmts.w_mix)
         ashape = acc_shape(max(H, E), fmts.act, fmts.w_mix, fmts.bias)
-        m.submodules.mac = mac = MacLanes(H, shape_of(fmts.act), shape_of(fmts.w_mix), ashape)
+        m.submodules.mac = mac = MacLanes(H, shape_of(fmts.act), shape_of(fmts.w_mix), ashape, simd=s)
 
         p = Signal(range(P + 1))       # current pass
-        i = Signal(range(max(H, E)))   # column
+        i = Signal(range(max(H // s, E // s)))   # column group
         expand = Signal()              # running a W1 pass
         store = Signal()               # storing the rows of pass p
         project = Signal()             # running W2
-        w1 = weight_memory(m, self.amap, pre + "w1", self.cfg, p * H + i)
+        w1 = weight_memory(m, self.amap, pre + "w1", self.cfg, p * (H // s) + i)
         b1 = weight_memory(m, self.amap, pre + "b1", self.cfg, Mux(self.start, 0, p + 1))
         w2 = weight_memory(m, self.amap, pre + "w2", self.cfg, i)
         b2 = weight_memory(m, self.amap, pre + "b2", self.cfg, 0)
 
         last_pass = p == P - 1
-        x = Mux(project, self.m1[i], self.r[i])
+        if s == 1:
+            x = Mux(project, self.m1[i], self.r[i])
+        else:
+            x = Mux(project, column_group(self.m1, i, s).as_value(), column_group(self.r, i, s).as_value())
         for c in range(H):
             init = Mux(store & last_pass, align_bias(b2[c], fmts.bias, f_mix),
                        align_bias(b1[c], fmts.bias, f_mix))
-            m.d.comb += [mac.x[c].eq(x), mac.w[c].eq(Mux(project, w2[c], w1[c])), mac.init[c].eq(init)]
+            ws = [mac.w[c].eq(Mux(project, w2[c], w1[c]))] if s == 1 else \
+                [mac.w[c][k].eq(Mux(project, w2[c * s + k], w1[c * s + k])) for k in range(s)]
+            m.d.comb += [mac.x[c].eq(x), *ws, mac.init[c].eq(init)]
         m.d.comb += [mac.load.eq(self.start | store), mac.en.eq(expand | project)]
 
         with m.If(self.start):
             m.d.sync += [expand.eq(1), p.eq(0), i.eq(0)]
         with m.Elif(expand):
             m.d.sync += i.eq(i + 1)
-            with m.If(i == H - 1):
+            with m.If(i == H // s - 1):
                 m.d.sync += [expand.eq(0), store.eq(1)]
         with m.Elif(store):
             m.d.sync += [store.eq(0), i.eq(0), p.eq(p + 1)]
@@ -104,9 +113,9 @@ class ChannelMixer(wiring.Component):
                 m.d.sync += expand.eq(1)
         with m.Elif(project):
             m.d.sync += i.eq(i + 1)
-            with m.If(i == E - 1):
+            with m.If(i == E // s - 1):
                 m.d.sync += project.eq(0)
-        m.d.sync += self.done.eq(project & (i == E - 1))
+        m.d.sync += self.done.eq(project & (i == E // s - 1))
 
         # store the rows of pass p into m1
         sats, sats2 = [], []

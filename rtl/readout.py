@@ -9,8 +9,9 @@ from spec.arch import Arch, Formats, acc_frac
 
 from .addrmap import AddressMap
 from .fixed import acc_shape, any_of, requantize, saturate, shape_of
-from .mac import MacLanes, broadcast_columns, column_cycles, column_sequencer
+from .mac import MacLanes, broadcast_columns, column_cycles, column_group, column_sequencer
 from .memory import weight_memory
+from .microarch import Microarch
 
 __all__ = ["Readout"]
 
@@ -18,11 +19,12 @@ __all__ = ["Readout"]
 class Readout(wiring.Component):
     """``l_t = q_logit(W_out a_L + b_out, f_a + f_w_out)``; ``acc = sat_logit_acc(acc + l_t)``.
 
-    C lanes (one per class), H cycles broadcasting ``a_L[i]``. With ``readout='mean'`` the
+    C lanes (one per class), H / s cycles broadcasting ``a_L[i]`` (``s = micro.readout`` columns per
+    cycle, :class:`rtl.microarch.Microarch`; 1 by default). With ``readout='mean'`` the
     accumulator is updated in the ``done`` cycle (restarting from 0 when ``first``) and ``acc``
     shows the updated sum in that cycle; ``argmax(acc)`` is the argmax of the time mean.
     With ``readout='last'`` the logits of the last step are the result and ``acc`` is absent.
-    Timing: ``start`` + H cycles + 1 cycle with ``done`` (:meth:`cycles`). Saturation flags, high
+    Timing: ``start`` + H / s cycles + 1 cycle with ``done`` (:meth:`cycles`). Saturation flags, high
     in the ``done`` cycle only: ``sat_logit`` (a step logit), ``sat_acc`` (the accumulator), ``sat``
     either.
     """
@@ -46,21 +48,23 @@ class Readout(wiring.Component):
         super().__init__(members)
 
     @staticmethod
-    def cycles(arch: Arch) -> int:
-        """Cycles from ``start`` to ``done`` inclusive: ``H + 2``."""
-        return column_cycles(arch.hidden)
+    def cycles(arch: Arch, micro: Microarch | None = None) -> int:
+        """Cycles from ``start`` to ``done`` inclusive: ``H / s + 2``."""
+        return column_cycles(arch.hidden // (micro or Microarch()).readout)
 
     def elaborate(self, platform):
         m = Module()
         arch, fmts = self.arch, self.fmts
         H, C = arch.hidden, arch.n_classes
+        s = self.amap.micro.readout
         f_acc = acc_frac(fmts.act, fmts.w_out)
         m.submodules.mac = mac = MacLanes(C, shape_of(fmts.act), shape_of(fmts.w_out),
-                                          acc_shape(H, fmts.act, fmts.w_out, fmts.bias))
-        i, running = column_sequencer(m, self.start, self.done, H)
+                                          acc_shape(H, fmts.act, fmts.w_out, fmts.bias), simd=s)
+        i, running = column_sequencer(m, self.start, self.done, H // s)
         w = weight_memory(m, self.amap, "out.w", self.cfg, i)
         b = weight_memory(m, self.amap, "out.b", self.cfg, 0)
-        broadcast_columns(m, mac, self.a[i], w, b, bias=fmts.bias, f_acc=f_acc, start=self.start, running=running)
+        broadcast_columns(m, mac, column_group(self.a, i, s), w, b, bias=fmts.bias, f_acc=f_acc, start=self.start,
+                          running=running)
         sats, sats_acc = [], []
         for c in range(C):
             q, sat = requantize(mac.acc[c], f_acc, fmts.logit)

@@ -25,6 +25,10 @@ next sample after ``o`` was accepted: :func:`cycles_per_step` clock cycles per t
 ``MgradeTop(arch, fmts, preload=tensors)``: the weight memories start with ``tensors`` (a
 bundle's) in them (:class:`rtl.addrmap.AddressMap`'s ``preload``), so the design runs without
 configuration writes; the Verilog then holds the bundle.
+
+``MgradeTop(arch, fmts, micro=Microarch(...))``: the projections take several input columns per
+cycle (:mod:`rtl.microarch`); same results, fewer cycles per step, more multipliers. The default
+is the original design (one column per cycle), with the original Verilog.
 """
 from __future__ import annotations
 
@@ -41,7 +45,7 @@ from .addrmap import AddressMap
 from .encoder import EmbeddingEncoder, LinearEncoder, encoder_class, token_bits
 from .fixed import shape_of
 from .layer import MgradeLayer, layer_trace_layout
-from .mixer import ChannelMixer
+from .microarch import Microarch, cycles_closed_form, cycles_formula
 from .readout import Readout
 
 __all__ = ["MgradeTop", "cycles_per_step", "cycles_formula", "cycles_closed_form", "input_layout", "output_layout",
@@ -78,45 +82,28 @@ def cfg_layout(amap: AddressMap) -> data.StructLayout:
     return data.StructLayout({"addr": amap.addr_width, "data": amap.data_width})
 
 
-def cycles_per_step(arch: Arch) -> int:
-    """Clock cycles of one time step, from accepting a sample to the cycle its result is accepted
+def cycles_per_step(arch: Arch, micro: Microarch | None = None) -> int:
+    """Clock cycles of one time step at the microarchitecture ``micro`` (:class:`rtl.microarch.Microarch`;
+    default: the original design), from accepting a sample to the cycle its result is accepted
     (with ``o.ready`` high); the next sample is accepted in the following cycle.
 
     The sum of the stages' own counts: ``1`` (accept) ``+`` encoder ``+ L x`` layer ``+ 1`` (take
-    the last layer's ``a``) ``+`` readout ``+ 1`` (present the result). See :func:`cycles_formula`
-    for the closed form.
+    the last layer's ``a``) ``+`` readout ``+ 1`` (present the result). See
+    :func:`rtl.microarch.cycles_formula` for the closed form (:func:`rtl.microarch.cycles_closed_form`).
     """
-    return 1 + encoder_class(arch).cycles(arch) + arch.layers * MgradeLayer.cycles(arch) + 1 + Readout.cycles(arch) + 1
-
-
-def cycles_formula() -> str:
-    """The closed form of :func:`cycles_per_step` and why (for the README)."""
-    return ("cycles/step = ENC + H + 5 + L * (K' + H + 5 + M), with ENC = d_in + 2 (linear encoder) or "
-            "2 (embedding), K' = K + 2 (0 without taps), M = P*(H + 1) + E + 2 with P = E/H (mlp) or "
-            "2E/H (glu) passes, M = 0 (mix 'none'). Why: the datapath is time-multiplexed, one H-lane "
-            "(C-lane for the readout) multiply-accumulate array per projection that takes one input "
-            "column per cycle, and each stage needs the previous stage's whole vector, so a step is "
-            "the sum of the stages' column counts (encoder d_in, conv K taps, gate+candidate H, mixer "
-            "P passes of H plus E, readout H) plus their start/finish cycles and the stream handshakes.")
-
-
-def cycles_closed_form(arch: Arch) -> int:
-    """:func:`cycles_formula` evaluated: the README's closed form, written out independently of the
-    components' :meth:`cycles` on purpose (tests check it equals :func:`cycles_per_step`); only the
-    mixer's pass count ``P`` is the mixer's own (:meth:`rtl.mixer.ChannelMixer.passes`)."""
-    H, E = arch.hidden, arch.mix_width
-    enc = arch.d_in + 2 if arch.encoder == "linear" else 2
-    kp = arch.taps + 2 if arch.taps else 0
-    M = 0 if arch.mix == "none" else ChannelMixer.passes(arch) * (H + 1) + E + 2
-    return enc + H + 5 + arch.layers * (kp + H + 5 + M)
+    micro = (micro or Microarch()).check(arch)
+    return (1 + encoder_class(arch).cycles(arch, micro) + arch.layers * MgradeLayer.cycles(arch, micro) + 1
+            + Readout.cycles(arch, micro) + 1)
 
 
 class MgradeTop(wiring.Component):
     """The mGRADE network of ``arch``/``fmts`` (see the module docstring)."""
 
-    def __init__(self, arch: Arch, fmts: Formats, *, trace: bool = False, preload=None):
+    def __init__(self, arch: Arch, fmts: Formats, *, trace: bool = False, preload=None,
+                 micro: Microarch | None = None):
         self.arch, self.fmts, self.with_trace = arch, fmts, trace
-        self.amap = AddressMap(arch, fmts, preload=preload)
+        self.amap = AddressMap(arch, fmts, preload=preload, micro=micro)
+        self.micro = self.amap.micro
         members = {
             "cfg": In(stream.Signature(cfg_layout(self.amap))),
             "i": In(stream.Signature(input_layout(arch, fmts))),

@@ -20,15 +20,18 @@ from . import layouts
 __all__ = ["run_top", "run_comb"]
 
 
-def run_top(bundle: Bundle, xs: list[np.ndarray], *, cfg_overrides=None):
-    """Run sequences ``xs`` through ``MgradeTop(trace=True)`` in amaranth.sim.
+def run_top(bundle: Bundle, xs: list[np.ndarray], *, cfg_overrides=None, micro=None):
+    """Run sequences ``xs`` through ``MgradeTop(trace=True, micro=micro)`` in amaranth.sim.
 
-    Returns ``(outputs, traces, cycles_per_step)``: dicts of (N_steps, ...) int64 arrays.
+    Returns ``(outputs, traces, cycles)``: dicts of (N_steps, ...) int64 arrays, and the
+    simulated clock cycles of every step.
     ``cfg_overrides``: extra ``(addr, data)`` writes applied after the bundle (fault injection).
+    ``micro``: the :class:`rtl.microarch.Microarch` (default: the original design); the bundle is
+    written in its layout (:meth:`rtl.addrmap.AddressMap.writes`).
     """
     arch, fmts = bundle.arch, bundle.formats
-    dut = MgradeTop(arch, fmts, trace=True)
-    amap = AddressMap(arch, fmts)
+    dut = MgradeTop(arch, fmts, trace=True, micro=micro)
+    amap = AddressMap(arch, fmts, micro=micro)
     addrs, datas = amap.writes(bundle.tensors)
     writes = list(zip(addrs.tolist(), datas.tolist(), strict=True)) + list(cfg_overrides or [])
     steps = []

@@ -97,6 +97,7 @@ class CosimResult:
     x_cycles: int = 0           # clock edges at which an output port of the design held X/Z (4-state runs)
     cfg_cycles: int = 0         # feeder clock cycles from reset to streaming: configuration writes + 1
     preload: bool = False       # the weight memories started with the bundle in them (no configuration writes)
+    micro: object = None        # the rtl.microarch.Microarch of the design
     trace: dict | None = None   # probe=True: every layer's intermediates, (steps, ...) int64
     outputs: dict | None = None  # decoded per-step outputs ('logits', 'acc'), (steps, C) int64
 
@@ -145,7 +146,7 @@ def cfg_words(amap: AddressMap, tensors) -> list[int]:
 
 def run_cocotb(bundle: Bundle, xs: list[np.ndarray], exp: Expected | None = None, *,
                max_steps: int | None = None, workdir: Path | None = None, probe: bool = False,
-               simulator: str = "verilator", preload: bool = False, log=print) -> CosimResult:
+               simulator: str = "verilator", preload: bool = False, micro=None, log=print) -> CosimResult:
     """Stream ``xs`` through the RTL under cocotb in Verilator; compare every output of every step
     (step logits and the running logit accumulator) with ``exp`` (computed by ``sim`` if None).
 
@@ -165,10 +166,14 @@ def run_cocotb(bundle: Bundle, xs: list[np.ndarray], exp: Expected | None = None
     of loading it through the configuration port, one element per clock (the shipped GSC bundle is
     106,060 writes: hours in Icarus); the feeder goes from reset straight to streaming
     (``CosimResult.cfg_cycles`` 1). The feeder path only.
+    ``micro``: the design's :class:`rtl.microarch.Microarch` (default: the original design; a
+    Verilog and a simulator build per microarchitecture); the bundle is written in its layout.
     Wall times in the result count the streaming only (configuration and start-up excluded).
     """
+    from rtl.microarch import Microarch
     ensure_path()
     arch, fmts = bundle.arch, bundle.formats
+    micro = (micro or Microarch()).check(arch)
     if exp is None:
         exp, _ = expected(bundle, xs)
     xs = list(xs)
@@ -188,14 +193,14 @@ def run_cocotb(bundle: Bundle, xs: list[np.ndarray], exp: Expected | None = None
         xs = kept
     from .feeder import MAX_STEPS
     tb0 = time.time()
-    amap = AddressMap(arch, fmts)
+    amap = AddressMap(arch, fmts, micro=micro)
     cfg = [] if preload else cfg_words(amap, bundle.tensors)
     if probe and simulator != "verilator":
         raise ValueError("the probe path runs in Verilator only")
     if probe and preload:
         raise ValueError("the probe path loads the bundle through the configuration port")
     bdir, top = build_stream(arch, fmts, probe=probe, simulator=simulator,
-                             preload=bundle.tensors if preload else None, log=log)
+                             preload=bundle.tensors if preload else None, micro=micro, log=log)
     build_wall = time.time() - tb0
     base = Path(workdir or tempfile.mkdtemp(prefix="cosim-", dir=_runs_dir()))
     # runs of whole sequences that fit the feeder's memories
@@ -232,23 +237,24 @@ def run_cocotb(bundle: Bundle, xs: list[np.ndarray], exp: Expected | None = None
     outputs = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]} if outs and outs[0] else {}
     trace = {k: np.concatenate([t[k] for t in traces]) for k in traces[0]} if traces else None
     return CosimResult(tot["steps"], tot["cycles"], tot["wall"], tot["cfg_wall"], build_wall, ok and mismatch is None,
-                       mismatch, finals, cycles_per_step(arch), trace=trace, outputs=outputs, simulator=simulator,
-                       x_cycles=tot["x_cycles"], cfg_cycles=tot["cfg_cycles"], preload=preload)
+                       mismatch, finals, cycles_per_step(arch, micro), trace=trace, outputs=outputs,
+                       simulator=simulator, x_cycles=tot["x_cycles"], cfg_cycles=tot["cfg_cycles"], preload=preload,
+                       micro=micro)
 
 
 def build_stream(arch, fmts, *, probe: bool = False, simulator: str = "verilator", preload=None,
-                 log=print) -> tuple[Path, str]:
+                 micro=None, log=print) -> tuple[Path, str]:
     """The cocotb build of ``arch``/``fmts`` (cached): the feeder wrapper around the design, or with
     ``probe`` the design with its probe port (Verilator). ``preload``: a bundle's tensors, baked into
     the design's weight memories (a build of that bundle; its feeder reads no configuration).
-    Returns (build dir, toplevel name)."""
+    ``micro``: the :class:`rtl.microarch.Microarch`. Returns (build dir, toplevel name)."""
     from spec.arch import tensor_specs
 
     from .feeder import TB_TOP
-    vfile = verilog_for(arch, fmts, trace=probe, preload=preload, log=log)
+    vfile = verilog_for(arch, fmts, trace=probe, preload=preload, micro=micro, log=log)
     if probe:
         return build_cocotb(vfile, log=log), TOP
-    amap = AddressMap(arch, fmts)
+    amap = AddressMap(arch, fmts, micro=micro)
     # one write per element; none into preloaded memories
     n_words = 0 if preload is not None else sum(int(np.prod(t.shape)) for t in tensor_specs(arch))
     tb = verilog_feeder(vfile, layouts.nbits(cfg_layout(amap)), layouts.nbits(input_layout(arch, fmts)),
@@ -327,15 +333,16 @@ def _words(values: list[int], width: int) -> np.ndarray:
 
 def run_harness(bundle: Bundle, xs: list[np.ndarray], *, trace_steps: tuple[int, int] | None = None,
                 fst_steps: tuple[int, int] | None = None, fst_path: Path | None = None,
-                workdir: Path | None = None, log=print) -> dict:
+                workdir: Path | None = None, micro=None, log=print) -> dict:
     """Run the job in the plain C++ harness. Returns outputs (decoded), cycles, wall seconds and,
-    with ``trace_steps``, the decoded trace port of those steps (a build with the trace port)."""
+    with ``trace_steps``, the decoded trace port of those steps (a build with the trace port).
+    ``micro``: the design's :class:`rtl.microarch.Microarch` (default: the original design)."""
     arch, fmts = bundle.arch, bundle.formats
     with_trace = trace_steps is not None
     waves = fst_steps is not None
-    vfile = verilog_for(arch, fmts, trace=with_trace, log=log)
+    vfile = verilog_for(arch, fmts, trace=with_trace, micro=micro, log=log)
     exe = build_harness(vfile, waves=waves, trace_port=with_trace, log=log)
-    amap = AddressMap(arch, fmts)
+    amap = AddressMap(arch, fmts, micro=micro)
     cfg_vals = cfg_words(amap, bundle.tensors)
     cfgw = _words(cfg_vals, layouts.nbits(cfg_layout(amap)))
     ins, il = _inputs(bundle, xs)
@@ -372,7 +379,7 @@ def run_harness(bundle: Bundle, xs: list[np.ndarray], *, trace_steps: tuple[int,
 
 
 def localise(bundle: Bundle, x: np.ndarray, step: int, *, window: int = 2, out_dir: Path | None = None,
-             rtl_bundle: Bundle | None = None, log=print) -> dict:
+             rtl_bundle: Bundle | None = None, micro=None, log=print) -> dict:
     """First differing (step, tensor, channel) of one sequence, with an FST of the steps around it.
 
     Re-runs sequence ``x`` up to ``step + 1`` in the C++ harness built with the trace port and FST
@@ -380,7 +387,8 @@ def localise(bundle: Bundle, x: np.ndarray, step: int, *, window: int = 2, out_d
     the hardware computes them (:func:`spec.names.trace_names`: ``enc``, then per layer
     :func:`spec.names.layer_trace_names`, then the logits),
     and returns ``{"step", "tensor", "layer", "channel", "rtl", "sim", "fst"}``. ``rtl_bundle``
-    (tests of this machinery): load these weights into the RTL instead of ``bundle``'s.
+    (tests of this machinery): load these weights into the RTL instead of ``bundle``'s. ``micro``:
+    the design's :class:`rtl.microarch.Microarch`.
     """
     from spec.names import trace_names
     last = min(len(x), step + 1)
@@ -390,7 +398,8 @@ def localise(bundle: Bundle, x: np.ndarray, step: int, *, window: int = 2, out_d
     out_dir.mkdir(parents=True, exist_ok=True)
     fst = out_dir / f"mismatch_step{step}.fst"
     lo = max(0, step - window)
-    h = run_harness(rtl_bundle or bundle, xs, trace_steps=(0, last), fst_steps=(lo, last), fst_path=fst, log=log)
+    h = run_harness(rtl_bundle or bundle, xs, trace_steps=(0, last), fst_steps=(lo, last), fst_path=fst,
+                    micro=micro, log=log)
     tr = h["trace"]
     order = [k for k in trace_names(bundle.arch) if k != "step_logits"]     # the logits come last, below
     for t in range(last):

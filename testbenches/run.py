@@ -19,7 +19,10 @@ fails the run if any output port of the design is X or Z at any clock edge (slow
 cycles per second on the shipped GSC network, so use ``--steps``), ``--preload`` the design with the
 bundle baked into its weight memories' initial contents (a Verilog and a build of this bundle)
 instead of loading it through the configuration port, one element per clock (106,060 clocks for
-the shipped GSC bundle: hours in Icarus, so use ``--preload`` there).
+the shipped GSC bundle: hours in Icarus, so use ``--preload`` there), ``--micro SPEC`` the RTL's
+microarchitecture (:class:`rtl.microarch.Microarch`: input columns per cycle of each projection,
+e.g. ``proj=8,mix=8`` or ``simd=8`` for every projection; default: one column per cycle, the
+original design; the summary prints it and its cycles per step).
 """
 from __future__ import annotations
 
@@ -56,6 +59,9 @@ def main(argv=None) -> int:
                     help="verilator (default), or Icarus Verilog in Verilog-2005 or SystemVerilog scheduling")
     ap.add_argument("--preload", action="store_true",
                     help="bake the bundle into the weight memories (no configuration writes; for Icarus)")
+    ap.add_argument("--micro", default=None,
+                    help="microarchitecture: input columns per cycle per projection, e.g. 'proj=8,mix=8' or "
+                         "'simd=8' (fields enc, taps, proj, mix, readout; default all 1)")
     args = ap.parse_args(argv)
     if args.test not in STREAMS:
         if args.test != "list":
@@ -68,6 +74,7 @@ def main(argv=None) -> int:
     if args.simulator != "verilator" and not icarus_available():
         print(f"[{args.test}] {args.simulator}: iverilog not found; {ICARUS_HINT}", file=sys.stderr)
         return 2
+    from rtl.microarch import Microarch, MicroarchError
     from rtl.top import cycles_per_step
 
     from .cosim import expected, localise, run_cocotb, sat_summary
@@ -81,6 +88,11 @@ def main(argv=None) -> int:
         print(f"[{args.test}] {e}", file=sys.stderr)
         return 2
     arch = case.bundle.arch
+    try:
+        micro = Microarch.parse(args.micro, arch)
+    except MicroarchError as e:
+        print(f"[{args.test}] {e}", file=sys.stderr)
+        return 2
     print(f"[{args.test}] {len(case.xs)} sequence(s) from example {case.offset} of {case.data_source}, "
           f"{sum(len(x) for x in case.xs)} steps; {case.bundle_source}")
     print(f"[{args.test}] arch: H={arch.hidden} L={arch.layers} K={arch.taps} d_max={arch.d_max} "
@@ -88,13 +100,13 @@ def main(argv=None) -> int:
     t1 = time.time()
     exp, res = expected(case.bundle, case.xs)
     t_sim = time.time() - t1
-    r = run_cocotb(case.bundle, case.xs, exp, simulator=args.simulator, preload=args.preload)
+    r = run_cocotb(case.bundle, case.xs, exp, simulator=args.simulator, preload=args.preload, micro=micro)
     loc = None
     if r.mismatch:
         m = r.mismatch
         print(f"[{args.test}] MISMATCH in sequence {m['seq']} step {m['step']}: {m['output']}[{m['class']}] "
               f"RTL {m['got']} != sim {m['expected']}; localising ...")
-        loc = localise(case.bundle, case.xs[m["seq"]], m["step"])
+        loc = localise(case.bundle, case.xs[m["seq"]], m["step"], micro=micro)
         if loc.get("tensor"):
             lay = f"layer {loc['layer']}, " if loc["layer"] is not None else ""
             print(f"[{args.test}] first difference: stream {args.test}, sequence {m['seq']}, time step "
@@ -111,7 +123,9 @@ def main(argv=None) -> int:
     s = r.summary()
     print(f"---- {args.test} summary ----")
     print(f"steps              {s['steps']}  ({len(case.xs)} sequence(s))")
-    print(f"clock cycles       {s['cycles']}  ({cycles_per_step(arch)} per step by rtl.cycles_per_step)")
+    print(f"microarchitecture  {micro}  (input columns per cycle; {'default' if micro.is_default else 'folded'})")
+    print(f"clock cycles       {s['cycles']}  ({cycles_per_step(arch, micro)} per step by rtl.cycles_per_step; "
+          f"measured {s['cycles'] / s['steps']:.2f})")
     print(f"cycles per second  {s['cycles_per_s']}  ({s['steps_per_s']} steps/s under cocotb, bulk-fed "
           f"self-clocked feeder; sim/ took {t_sim:.1f} s)")
     print(f"simulator          {args.simulator}; outputs X/Z at {r.x_cycles} clock edges")
