@@ -16,6 +16,7 @@ JOBS   ?= $(shell nproc)
 help:
 	@echo "make sim TEST=<stream>   co-simulate RTL vs sim/ (make sim TEST=list shows the streams)"
 	@echo "      ... BUNDLE=f.npz   with your own exported weight bundle (make regress STREAMS=... BUNDLE=f.npz too)"
+	@echo "      ... MICRO=simd=8   at another RTL microarchitecture (input columns per cycle, rtl/microarch.py)"
 	@echo "make test                install what is missing, lint (ruff), run the test suite"
 	@echo "make lint                ruff check (configured in pyproject.toml)"
 	@echo "make regress             long RTL-vs-model regressions (many clips) on a local Dask cluster"
@@ -44,9 +45,11 @@ lint: $(STAMP)
 
 BUNDLE ?=
 BUNDLE_ARG = $(if $(BUNDLE),--bundle $(BUNDLE))
+MICRO ?=
+MICRO_ARG = $(if $(MICRO),--micro $(MICRO))
 
 sim: $(STAMP)
-	$(PY) -m testbenches.run $(TEST) $(BUNDLE_ARG)
+	$(PY) -m testbenches.run $(TEST) $(BUNDLE_ARG) $(MICRO_ARG)
 
 regress: $(STAMP)
 	$(PY) -m testbenches.regress $(BUNDLE_ARG) $(if $(STREAMS),--streams $(STREAMS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER))

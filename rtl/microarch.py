@@ -37,7 +37,7 @@ import dataclasses
 from spec.arch import Arch
 
 __all__ = ["Microarch", "MicroarchError", "FIELDS", "columns", "valid_values", "cycles_closed_form",
-           "cycles_formula"]
+           "cycles_formula", "mac_multipliers"]
 
 #: The folded projections, in the order of a step.
 FIELDS = ("enc", "taps", "proj", "mix", "readout")
@@ -129,6 +129,17 @@ class Microarch:
                     kw[name] = n
         m = cls(**kw)
         return m.check(arch) if arch is not None else m
+
+
+def mac_multipliers(arch: Arch, micro: Microarch | None = None) -> int:
+    """Multipliers of the projections' :class:`rtl.mac.MacLanes` at ``micro``: lanes x ``simd`` per
+    projection (encoder H, per layer taps H, gate and candidate 2H, mixer H; readout C). The
+    element-wise stages (SC update, normalisation: H each per layer) are not folded and not counted."""
+    mu = (micro or Microarch()).check(arch)
+    H, L = arch.hidden, arch.layers
+    n = H * mu.enc if arch.encoder == "linear" else 0
+    n += L * ((H * mu.taps if arch.taps else 0) + 2 * H * mu.proj + (H * mu.mix if arch.mix != "none" else 0))
+    return n + arch.n_classes * mu.readout
 
 
 def cycles_formula() -> str:

@@ -20,7 +20,7 @@ from . import layouts
 __all__ = ["run_top", "run_comb"]
 
 
-def run_top(bundle: Bundle, xs: list[np.ndarray], *, cfg_overrides=None, micro=None):
+def run_top(bundle: Bundle, xs: list[np.ndarray], *, cfg_overrides=None, micro=None, preload: bool = False):
     """Run sequences ``xs`` through ``MgradeTop(trace=True, micro=micro)`` in amaranth.sim.
 
     Returns ``(outputs, traces, cycles)``: dicts of (N_steps, ...) int64 arrays, and the
@@ -28,12 +28,14 @@ def run_top(bundle: Bundle, xs: list[np.ndarray], *, cfg_overrides=None, micro=N
     ``cfg_overrides``: extra ``(addr, data)`` writes applied after the bundle (fault injection).
     ``micro``: the :class:`rtl.microarch.Microarch` (default: the original design); the bundle is
     written in its layout (:meth:`rtl.addrmap.AddressMap.writes`).
+    ``preload``: the bundle baked into the weight memories instead (no configuration writes; large
+    networks, whose tens of thousands of writes are slow in amaranth.sim).
     """
     arch, fmts = bundle.arch, bundle.formats
-    dut = MgradeTop(arch, fmts, trace=True, micro=micro)
+    dut = MgradeTop(arch, fmts, trace=True, micro=micro, preload=bundle.tensors if preload else None)
     amap = AddressMap(arch, fmts, micro=micro)
-    addrs, datas = amap.writes(bundle.tensors)
-    writes = list(zip(addrs.tolist(), datas.tolist(), strict=True)) + list(cfg_overrides or [])
+    writes = [] if preload else list(zip(*(v.tolist() for v in amap.writes(bundle.tensors)), strict=True))
+    writes += list(cfg_overrides or [])
     steps = []
     for x in xs:
         for t in range(len(x)):

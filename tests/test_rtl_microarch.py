@@ -138,3 +138,19 @@ def test_stream_at_a_fold_in_verilator(tmp_path):
     steps = sum(len(x) for x in case.xs)
     assert r.steps == steps and r.micro == mu
     assert r.cycles == steps * cycles_per_step(arch, mu) and cycles_per_step(arch, mu) < cycles_per_step(arch)
+
+
+def test_folds_table(capsys):
+    """``python -m testbenches.folds`` (the README's table) on the small GSC network: a row per fold,
+    simulated cycles equal to the model, bit-exact; an invalid fold exits 2 naming the valid values."""
+    from rtl.microarch import mac_multipliers
+    from testbenches import folds
+    from testbenches.streams import make_case
+    assert folds.main(["--small", "--root", "fixture", "--steps", "2", "simd=1", "proj=2,mix=4"]) == 0
+    out = capsys.readouterr().out
+    arch = make_case("gsc_stream", small=True, root="fixture", max_steps=1).bundle.arch
+    for mu in (Microarch(), Microarch(proj=2, mix=4)):
+        c, n = cycles_closed_form(arch, mu), mac_multipliers(arch, mu)
+        assert f"| {mu.enc},{mu.taps},{mu.proj},{mu.mix},{mu.readout} | {n} | {c} | {c} | yes |" in out, out
+    assert folds.main(["--small", "--root", "fixture", "--steps", "1", "proj=3"]) == 2
+    assert "proj=3 (valid: 1, 2, 4, 8)" in capsys.readouterr().err
