@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 
 import numpy as np
@@ -30,6 +31,32 @@ DEFAULT_FOLDS = ("simd=1", "simd=2", "simd=4", "simd=8", "simd=16", "simd=64")
 AUDIO = {"gsc_stream", "asc_stream"}
 
 
+def _deep(fn, *args):
+    """``fn(*args)`` in a thread with a 1 GiB stack and a high recursion limit: amaranth.sim compiles
+    each memory's write port into one Python expression nested once per write lane, and the widest
+    weight memories (4,096 slots at ``simd=64`` on the shipped network) exceed Python's default
+    compiler depth."""
+    out, old = {}, sys.getrecursionlimit()
+
+    def run():
+        try:
+            out["r"] = fn(*args)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+            out["e"] = e
+    sys.setrecursionlimit(max(old, 200_000))
+    size = threading.stack_size(1 << 30)
+    try:
+        th = threading.Thread(target=run)
+        th.start()
+        th.join()
+    finally:
+        threading.stack_size(size)
+        sys.setrecursionlimit(old)
+    if "e" in out:
+        raise out["e"]
+    return out["r"]
+
+
 def measure(bundle, xs, micro) -> dict:
     """Run ``xs`` through the preloaded design at ``micro`` in amaranth.sim; compare with ``sim``."""
     from rtl.top import cycles_per_step
@@ -38,7 +65,7 @@ def measure(bundle, xs, micro) -> dict:
     from .cosim import expected
     exp, res = expected(bundle, xs, trace=True)
     t0 = time.time()
-    outs, traces, cyc = run_top(bundle, xs, micro=micro, preload=True)
+    outs, traces, cyc = _deep(lambda: run_top(bundle, xs, micro=micro, preload=True))
     wall = time.time() - t0
     lens = [len(x) for x in xs]
     ok = np.array_equal(outs["logits"], np.concatenate(exp.logits))
