@@ -151,6 +151,10 @@ class Format:
         m = _NAME_RE.match(name)
         if not m:
             raise FormatError(f"format name must look like 's16f10' or 'u6f6', not {name!r}")
+        # refused before int(): a 5000-digit field must fail the same way whatever the interpreter's
+        # int/str digit limit is (another library may have lifted it)
+        if max(len(m.group(2)), len(m.group(3))) > 4:
+            raise FormatError(f"format name {name[:24]!r}...: bits and frac have at most 4 digits")
         return cls(m.group(1) == "s", int(m.group(2)), int(m.group(3)), Rounding(rounding))
 
 
