@@ -89,18 +89,6 @@ class Point:
         elif self.axis not in AXES:
             raise ValueError(f"unknown axis {self.axis!r}; choose from {sorted(AXES)} or 'preset'")
 
-    @classmethod
-    def from_name(cls, name: str) -> "Point":
-        """The inverse of :attr:`name` (``capacitor_300fF``, ``weight_bits_2``, ``preset_minimalist``)."""
-        if name.startswith("preset_"):
-            return cls("preset", name[len("preset_"):])
-        if name.startswith("capacitor_") and name.endswith("fF"):
-            return cls("capacitor", float(name[len("capacitor_"):-2]) * 1e-15)
-        axis, _, v = name.rpartition("_")
-        if axis not in AXES or not v.isdigit():
-            raise ValueError(f"{name!r} is not a design point's name (e.g. capacitor_300fF, weight_bits_2)")
-        return cls(axis, int(v))
-
     @property
     def name(self) -> str:
         if self.axis == "capacitor":
@@ -243,7 +231,7 @@ def write_point_files(point: Point, out_dir: str | Path) -> None:
 @dataclasses.dataclass
 class Row:
     """One design point of one task, measured. Accuracies on ``sim/``: ``exact`` noise-free,
-    ``acc`` one per chip instance of the point's noise model (mean, std, 5th percentile)."""
+    ``acc`` one per chip instance of the point's noise model (:attr:`mean`, :attr:`std`)."""
 
     point: Point
     label: str
@@ -251,7 +239,6 @@ class Row:
     acc: list
     cost: dict
     fine_tuned: bool = True
-    source: str = ""
 
     @property
     def mean(self) -> float:
@@ -261,11 +248,6 @@ class Row:
     def std(self) -> float:
         m = self.mean
         return float(math.sqrt(sum((a - m) ** 2 for a in self.acc) / len(self.acc)))
-
-    def to_json(self) -> dict:
-        return {"point": self.point.name, "label": self.label, "exact": self.exact, "mean": self.mean,
-                "std": self.std, "chips": len(self.acc), "fine_tuned": self.fine_tuned, "source": self.source,
-                **self.cost}
 
 
 def trained_points(task: str, root: Path = POINTS_DIR) -> list[tuple[Point, Path]]:
@@ -284,24 +266,23 @@ def study(task: str, data, seeds: Sequence[int], *, plain=None, noise_aware=None
 
     from .sweeps import Task, run_tasks
     cost = cost or CostModel()
-    entries = [(pt, load_bundle(path), pt.name, True, str(path.relative_to(REPO))) for pt, path in trained_points(
-        task, root)]
+    entries = [(pt, load_bundle(path), pt.name, True) for pt, path in trained_points(task, root)]
     centre = Point("preset", "mgrade-hw")
-    for b, label, tuned in ((plain, "shipped bundle (not noise-aware)", False), (noise_aware, "noise-aware bundle",
-                                                                                 True)):
+    for b, label, tuned in ((plain, "shipped bundle (not noise-aware)", False),
+                            (noise_aware, "noise-aware bundle", True)):
         if b is not None:
-            entries.append((centre, b, label, tuned, str(b.meta.get("path", ""))))
+            entries.append((centre, b, label, tuned))
     tasks = []
     for pt, b, *_ in entries:
         nm = pt.noise()
         tasks += [Task(b, None, 0)] + [Task(b, nm, int(s)) for s in seeds]
     res = run_tasks(tasks, data, batch=batch, cache=cache, workers=workers, desc=f"co-design {task}")
     rows, k = [], 0
-    for pt, b, label, tuned, src in entries:
+    for pt, b, label, tuned in entries:
         r = res[k:k + 1 + len(seeds)]
         k += 1 + len(seeds)
         rows.append(Row(pt, label, float(r[0]["accuracy"]), [float(x["accuracy"]) for x in r[1:]],
-                        cost.cost(b.arch, b.formats, float(pt.knobs()["capacitor"])), tuned, src))
+                        cost.cost(b.arch, b.formats, float(pt.knobs()["capacitor"])), tuned))
     return rows
 
 

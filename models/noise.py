@@ -35,9 +35,9 @@ holds both, for resuming.
 
 Per-batch cost: one ``realize`` (NumPy, ``O(L (H 2**b_z + H**2))`` draws; with reference levels
 also the ``Wz``, ``Wh`` codes copied to the host), a few small host-to-device copies, four
-``(T, B, H)`` normal draws per layer, and the state update as a Python loop over the ``T`` steps
-(on CUDA one Triton kernel, :func:`models.kernels.sc_state_sequence_noisy`; elsewhere
-:func:`sim.mingru.state_sequence_sc`'s loop over the steps).
+``(T, B, H)`` normal draws per layer, and the state update: on CUDA one Triton kernel
+(:func:`models.kernels.sc_state_sequence_noisy`), elsewhere :func:`sim.mingru.state_sequence_sc`'s
+loop over the ``T`` steps.
 """
 from __future__ import annotations
 

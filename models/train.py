@@ -504,8 +504,6 @@ def init_from_bundle(model: MGRADE, path: Path, args: argparse.Namespace) -> Non
     """Start the QAT phase from a weight bundle's integer tensors: same architecture (the gate's bits
     may differ); other formats re-quantise the bundle's values (its codes times 2**-frac of its own
     formats) to this run's, the starting point of a co-design fine-tune (:mod:`analysis.codesign`)."""
-    import dataclasses
-
     from spec.bundle import load_bundle
     if not path.is_file():
         raise SystemExit(f"--init {path}: no such bundle")
