@@ -22,8 +22,12 @@ vector ``(R,)``           H or C  ``(j // lanes, j % lanes)``
 ``enc.table (V, H)``      H       ``(token, channel)``
 ========================= ======= ==========================================================
 
-The decoder (``out.*``) has ``C`` lanes, everything else ``H``. Rows beyond the lane count
-(the mixer's ``E = expand * H`` rows) are further *passes*, stored after each other. One read
+The decoder (``out.*``) has ``C`` lanes, everything else ``H``, over the projection's row passes
+(``Microarch.<projection>_passes``: ``C / readout_passes``, ``H / proj_passes``, ...); the
+normalisation's ``g`` and ``b`` have ``H / chan_passes`` (one word per group of channels it takes
+per cycle). Rows beyond the lane count
+(the mixer's ``E = expand * H`` rows, every projection's rows beyond its lanes) are further
+*passes*, stored after each other. One read
 gives every lane's ``simd`` weights of one column group (slot ``lane * simd + k`` holds column
 ``group * simd + k``); with ``simd = 1`` the slot is the lane.
 This module is the only place that knows the map: the RTL decodes it and the testbenches
@@ -110,6 +114,11 @@ class AddressMap:
         for tid, s in enumerate(tensor_specs(arch)):
             fmt = delay_format(arch) if s.role == "delay" else getattr(fmts, s.role)
             lanes = C if s.name.startswith("out.") else H
+            block = s.name.split(".")[-2]
+            if block == "norm":             # the normalisation takes H / chan_passes channels per cycle
+                lanes = H // self.micro.chan_passes
+            elif block in _FOLD_OF and s.name != "enc.table":     # a projection's lanes: rows / row passes
+                lanes //= getattr(self.micro, _FOLD_OF[block] + "_passes")
             simd = 1
             if s.name == "enc.table":
                 lane_axis, depth = 1, s.shape[0]

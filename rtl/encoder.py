@@ -1,7 +1,7 @@
 """Encoders: ``LinearEncoder`` (x -> act by a d_in-column projection) and ``EmbeddingEncoder``."""
 from __future__ import annotations
 
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Mux
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -10,7 +10,7 @@ from spec.arch import Arch, Formats, acc_frac
 
 from .addrmap import AddressMap
 from .fixed import acc_shape, any_of, requantize, shape_of
-from .mac import MacLanes, broadcast_columns, column_cycles, column_group, column_sequencer
+from .mac import MacLanes, broadcast_columns, column_group, column_sequencer, pass_cycles, pass_results, pass_sequencer
 from .memory import weight_memory
 from .microarch import Microarch
 
@@ -42,7 +42,11 @@ class LinearEncoder(wiring.Component):
     """``a0 = q_act(W_enc x + (b_enc << s), f_x + f_w_enc)``: H lanes, ``s = micro.enc`` input
     features per cycle (:class:`rtl.microarch.Microarch`; 1 by default).
 
-    Timing: ``start`` (loads the bias) + d_in / s cycles + 1 cycle with ``done`` (:meth:`cycles`).
+    With ``R = micro.enc_passes`` > 1 it has H / R lanes and makes R row passes (:func:`rtl.mac.pass_sequencer`;
+    the passes' rows are stored in registers, the last pass's come from the accumulators).
+
+    Timing: ``start`` (loads the bias) + d_in / s cycles + 1 cycle with ``done``; R passes: R - 1
+    store cycles more (:meth:`cycles`).
     """
 
     def __init__(self, arch: Arch, fmts: Formats, amap: AddressMap):
@@ -51,28 +55,41 @@ class LinearEncoder(wiring.Component):
 
     @staticmethod
     def cycles(arch: Arch, micro: Microarch | None = None) -> int:
-        """Cycles from ``start`` to ``done`` inclusive: ``d_in / s + 2``."""
-        return column_cycles(arch.d_in // (micro or Microarch()).enc)
+        """Cycles from ``start`` to ``done`` inclusive: ``R (d_in / s + 1) + 1`` (``d_in / s + 2``
+        with one row pass)."""
+        mu = micro or Microarch()
+        return pass_cycles(arch.d_in // mu.enc, mu.enc_passes)
 
     def elaborate(self, platform):
         m = Module()
         arch, fmts = self.arch, self.fmts
         H, N = arch.hidden, arch.d_in
-        s = self.amap.micro.enc
+        s, R = self.amap.micro.enc, self.amap.micro.enc_passes
         f_acc = acc_frac(fmts.x, fmts.w_enc)
-        m.submodules.mac = mac = MacLanes(H, shape_of(fmts.x), shape_of(fmts.w_enc),
+        m.submodules.mac = mac = MacLanes(H // R, shape_of(fmts.x), shape_of(fmts.w_enc),
                                           acc_shape(N, fmts.x, fmts.w_enc, fmts.bias), simd=s)
-        i, running = column_sequencer(m, self.start, self.done, N // s)
-        w = weight_memory(m, self.amap, "enc.w", self.cfg, i)
-        b = weight_memory(m, self.amap, "enc.b", self.cfg, 0)
+        if R == 1:
+            i, running = column_sequencer(m, self.start, self.done, N // s)
+            w = weight_memory(m, self.amap, "enc.w", self.cfg, i)
+            b = weight_memory(m, self.amap, "enc.b", self.cfg, 0)
+            load = None
+        else:
+            i, p, running, store = pass_sequencer(m, self.start, self.done, N // s, R)
+            w = weight_memory(m, self.amap, "enc.w", self.cfg, p * (N // s) + i)
+            b = weight_memory(m, self.amap, "enc.b", self.cfg, Mux(self.start, 0, p + 1))
+            load = self.start | store
         broadcast_columns(m, mac, column_group(self.x, i, s), w, b, bias=fmts.bias, f_acc=f_acc, start=self.start,
-                          running=running)
-        sats = []
-        for c in range(H):
+                          running=running, load=load)
+        sats, live = [], []
+        for c in range(H // R):
             q, sat = requantize(mac.acc[c], f_acc, fmts.act)
-            m.d.comb += self.a[c].eq(q)
+            live.append(q)
             sats.append(sat)
-        m.d.comb += self.sat.eq(any_of(sats))
+        if R == 1:
+            m.d.comb += [self.a[c].eq(live[c]) for c in range(H)]
+            m.d.comb += self.sat.eq(any_of(sats))
+        else:
+            m.d.comb += self.sat.eq(pass_results(m, self.a, live, p, store, self.start, any_of(sats), "a"))
         return m
 
 

@@ -13,6 +13,7 @@ from spec.names import LAYER_TRACE_NAMES, layer_saturation_names, layer_trace_na
 from .addrmap import AddressMap
 from .conv import DelayLineConv
 from .fixed import any_of, requantize, saturate, shape_of
+from .mac import group_view
 from .microarch import Microarch
 from .mingru import GateCandidate, ScUpdate
 from .mixer import ChannelMixer
@@ -119,10 +120,13 @@ class MgradeLayer(wiring.Component):
         microarchitecture ``micro`` (:class:`rtl.microarch.Microarch`; default: the original design).
 
         ``1`` (accept) ``+`` conv (if K > 0) ``+`` projections (incl. the SC update in their done
-        cycle) ``+ 1`` (output/skip) ``+`` mixer (if any) ``+ 1`` (norm), each stage's count from
-        its component; the cycle that presents ``a'`` is the next stage's accept cycle.
+        cycle) ``+ P - 1`` (the SC update's further channel groups) ``+ 1`` (output/skip) ``+``
+        mixer (if any) ``+ 1`` (norm) ``+ P - 1`` (its further groups, affine norm only), each
+        stage's count from its component, ``P`` = ``micro.chan_passes``; the cycle that presents
+        ``a'`` is the next stage's accept cycle.
         """
-        n = 1 + GateCandidate.cycles(arch, micro) + 1 + 1
+        P = (micro or Microarch()).chan_passes
+        n = 1 + GateCandidate.cycles(arch, micro) + (P - 1) + 1 + 1 + (P - 1 if arch.norm == "affine" else 0)
         if arch.taps:
             n += DelayLineConv.cycles(arch, micro)
         if arch.mix != "none":
@@ -172,7 +176,7 @@ class MgradeLayer(wiring.Component):
         ``o = q_act(h)`` or heaviside(h), ``r = sat(o + u)`` (skip) or ``o``."""
         arch, fmts = self.arch, self.fmts
         m.submodules.proj = dp.proj = GateCandidate(arch, fmts, self.amap, self.layer)
-        m.submodules.update = dp.upd = ScUpdate(arch, fmts)
+        m.submodules.update = dp.upd = ScUpdate(arch, fmts, self.amap.micro.chan_passes)
         m.d.comb += [dp.proj.u.eq(dp.u), dp.upd.k.eq(dp.proj.k), dp.upd.hc.eq(dp.proj.hc)]
         dp.o = Signal(data.ArrayLayout(shape_of(fmts.act), arch.hidden), name="o")
         sats = []
@@ -231,6 +235,14 @@ class MgradeLayer(wiring.Component):
         """The layer's FSM: accept, then each stage's start/wait, then present ``a'``
         (:meth:`cycles` counts its cycles)."""
         arch = self.arch
+        P = self.amap.micro.chan_passes
+        if P > 1:       # the channel group of the SC update and the norm (their further cycles)
+            grp = Signal(range(P), name="grp")
+            m.d.comb += dp.upd.group.eq(grp)
+            if dp.norm is not None:
+                m.d.comb += dp.norm.group.eq(grp)
+            with m.If(dp.proj.done):        # group 0 updates in the projections' done cycle
+                m.d.sync += grp.eq(1)
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.i.ready.eq(1)
@@ -244,7 +256,16 @@ class MgradeLayer(wiring.Component):
                         m.next = "PROJ_GO"
             if arch.taps:
                 self._start_and_wait(m, "CONV", dp.conv, "PROJ_GO", dp.u.eq(dp.u_next))
-            self._start_and_wait(m, "PROJ", dp.proj, "ROUT", dp.upd.en.eq(1), domain="comb")
+            if P == 1:
+                self._start_and_wait(m, "PROJ", dp.proj, "ROUT", dp.upd.en.eq(1), domain="comb")
+            else:           # the SC update and the norm take P cycles, a group of H / P channels each
+                self._start_and_wait(m, "PROJ", dp.proj, "UPD", dp.upd.en.eq(1), domain="comb")
+                with m.State("UPD"):
+                    m.d.comb += dp.upd.en.eq(1)
+                    m.d.sync += grp.eq(grp + 1)
+                    with m.If(grp == P - 1):
+                        m.d.sync += grp.eq(0)
+                        m.next = "ROUT"
             with m.State("ROUT"):
                 m.d.comb += dp.in_rout.eq(1)
                 m.d.sync += dp.r.eq(dp.r_next)
@@ -257,8 +278,14 @@ class MgradeLayer(wiring.Component):
                 self._start_and_wait(m, "MIX", dp.mix, "NORM", dp.y.eq(dp.y_next))
             with m.State("NORM"):
                 m.d.comb += dp.in_norm.eq(1)
-                m.d.sync += dp.a_out.eq(dp.norm.a if arch.norm == "affine" else dp.y)
-                m.next = "OUT"
+                if P == 1 or arch.norm != "affine":
+                    m.d.sync += dp.a_out.eq(dp.norm.a if arch.norm == "affine" else dp.y)
+                    m.next = "OUT"
+                else:
+                    m.d.sync += [group_view(dp.a_out, grp, arch.hidden // P).eq(dp.norm.a), grp.eq(grp + 1)]
+                    with m.If(grp == P - 1):
+                        m.d.sync += grp.eq(0)
+                        m.next = "OUT"
             with m.State("OUT"):
                 m.d.comb += self.o.valid.eq(1)
                 with m.If(self.o.ready):

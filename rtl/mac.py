@@ -9,7 +9,8 @@ from spec.fixedpoint import Format
 
 from .fixed import align_bias
 
-__all__ = ["MacLanes", "column_sequencer", "column_cycles", "broadcast_columns", "column_group", "adder_tree"]
+__all__ = ["MacLanes", "column_sequencer", "column_cycles", "pass_sequencer", "pass_cycles", "pass_results",
+           "broadcast_columns", "column_group", "group_view", "adder_tree"]
 
 
 class MacLanes(wiring.Component):
@@ -77,6 +78,13 @@ def column_group(vec, i: ValueLike, simd: int):
     return data.View(lay, vec.as_value().word_select(i, lay.size))
 
 
+def group_view(vec, i: ValueLike, n: int):
+    """Elements ``i*n .. i*n+n-1`` of the vector ``vec`` (an ``ArrayLayout`` view) as a view of
+    ``n`` elements (also for ``n`` 1); assignable."""
+    lay = data.ArrayLayout(vec.shape().elem_shape, n)
+    return data.View(lay, vec.as_value().word_select(i, lay.size))
+
+
 def column_sequencer(m: Module, start: ValueLike, done: Signal, n: int) -> tuple[Signal, Signal]:
     """The sequencer of an ``n``-column product on :class:`MacLanes` (encoder, gate/candidate, readout).
 
@@ -98,6 +106,65 @@ def column_sequencer(m: Module, start: ValueLike, done: Signal, n: int) -> tuple
     return i, running
 
 
+def pass_sequencer(m: Module, start: ValueLike, done: Signal, n: int, passes: int):
+    """The sequencer of a product of ``n`` column groups made in ``passes`` row passes (fewer
+    lanes than rows, :class:`rtl.microarch.Microarch` ``*_passes``); ``passes`` 1 is
+    :func:`column_sequencer`.
+
+    The ``start`` cycle loads pass 0's biases; pass ``p`` runs ``n`` cycles (``running``, ``i`` =
+    ``0 .. n-1``); after each pass but the last comes one ``store`` cycle, in which the caller
+    stores the pass's sums (:func:`pass_results`) and loads pass ``p + 1``'s biases (drive
+    ``load`` from ``start | store``, bias word ``Mux(start, 0, p + 1)``); ``done`` is high in the
+    cycle after the last pass's last column (the last pass's sums are in the accumulators):
+    ``passes * (n + 1) + 1`` cycles from ``start`` to ``done`` inclusive (:func:`pass_cycles`).
+    Returns ``(i, p, running, store)``."""
+    i = Signal(range(max(n, 2)), name="i")
+    p = Signal(range(max(passes, 2)), name="p")
+    running = Signal(name="running")
+    store = Signal(name="store")
+    last = p == passes - 1
+    with m.If(start):
+        m.d.sync += [running.eq(1), i.eq(0), p.eq(0)]
+    with m.Elif(running):
+        m.d.sync += i.eq(i + 1)
+        with m.If(i == n - 1):
+            m.d.sync += [running.eq(0), store.eq(~last)]
+    with m.Elif(store):
+        m.d.sync += [store.eq(0), running.eq(1), i.eq(0), p.eq(p + 1)]
+    m.d.sync += done.eq(running & (i == n - 1) & last)
+    return i, p, running, store
+
+
+def pass_cycles(n: int, passes: int = 1) -> int:
+    """Cycles of :func:`pass_sequencer` from ``start`` to ``done`` inclusive: ``passes (n + 1) + 1``
+    (:func:`column_cycles` for one pass)."""
+    return passes * (n + 1) + 1
+
+
+def pass_results(m: Module, out, live: list, p, store, start, sat_live=None, name: str = "res"):
+    """Drive ``out`` (an ``ArrayLayout`` view of ``passes * len(live)`` rows) from a projection made
+    in row passes: the rows of pass ``q`` < last are stored into registers in its ``store`` cycle
+    (``live``: the lanes' results, from the accumulators), the last pass's rows are ``live``.
+    With ``sat_live`` (the lanes' saturation flag), returns the flag of all rows so far: a register
+    of the stored passes' flags (cleared at ``start``) or the live one."""
+    n = len(live)
+    passes = len(out) // n
+    for q in range(passes - 1):
+        reg = Signal(data.ArrayLayout(out.shape().elem_shape, n), name=f"{name}_pass{q}")
+        with m.If(store & (p == q)):
+            m.d.sync += [reg[j].eq(live[j]) for j in range(n)]
+        m.d.comb += [out[q * n + j].eq(reg[j]) for j in range(n)]
+    m.d.comb += [out[(passes - 1) * n + j].eq(live[j]) for j in range(n)]
+    if sat_live is None:
+        return None
+    sticky = Signal(name=f"{name}_sat")
+    with m.If(start):
+        m.d.sync += sticky.eq(0)
+    with m.Elif(store & sat_live):
+        m.d.sync += sticky.eq(1)
+    return sticky | sat_live
+
+
 def column_cycles(n: int) -> int:
     """Cycles of :func:`column_sequencer` from ``start`` to ``done`` inclusive: the ``start``
     (bias load) cycle, ``n`` column cycles and the ``done`` cycle."""
@@ -105,18 +172,18 @@ def column_cycles(n: int) -> int:
 
 
 def broadcast_columns(m: Module, mac: MacLanes, x: ValueLike, w, b, *, bias: Format, f_acc: int,
-                      start: ValueLike, running: ValueLike) -> None:
+                      start: ValueLike, running: ValueLike, load: ValueLike | None = None) -> None:
     """Wire ``mac`` for the product ``W v + b`` while column group ``i`` is presented.
 
     Every lane gets the broadcast element ``x = v[i]`` (``simd`` 1) or group ``x =``
     :func:`column_group` ``(v, i, simd)`` and its own weights ``w[lane]`` (``w[lane*simd + k]``: the
     slots of word ``i`` read from the weight memory, :class:`rtl.addrmap.AddressMap`); ``start``
     loads the bias ``b[lane]`` (format ``bias``) aligned to the accumulator's ``f_acc`` fraction
-    bits, ``running`` accumulates. With :func:`column_sequencer` this is the whole datapath of a
-    projection.
+    bits (``load`` instead, if given: :func:`pass_sequencer`'s ``start | store``), ``running``
+    accumulates. With :func:`column_sequencer` this is the whole datapath of a projection.
     """
     s = mac.simd
     for c in range(mac.lanes):
         ws = [mac.w[c].eq(w[c])] if s == 1 else [mac.w[c][k].eq(w[c * s + k]) for k in range(s)]
         m.d.comb += [mac.x[c].eq(x), *ws, mac.init[c].eq(align_bias(b[c], bias, f_acc))]
-    m.d.comb += [mac.load.eq(start), mac.en.eq(running)]
+    m.d.comb += [mac.load.eq(start if load is None else load), mac.en.eq(running)]

@@ -9,7 +9,7 @@ from spec.arch import Arch, Formats, acc_frac
 
 from .addrmap import AddressMap
 from .fixed import acc_shape, any_of, requantize, saturate, shape_of
-from .mac import MacLanes, broadcast_columns, column_cycles, column_group, column_sequencer
+from .mac import MacLanes, broadcast_columns, column_group, column_sequencer, pass_cycles, pass_results, pass_sequencer
 from .memory import weight_memory
 from .microarch import Microarch
 
@@ -24,7 +24,10 @@ class Readout(wiring.Component):
     accumulator is updated in the ``done`` cycle (restarting from 0 when ``first``) and ``acc``
     shows the updated sum in that cycle; ``argmax(acc)`` is the argmax of the time mean.
     With ``readout='last'`` the logits of the last step are the result and ``acc`` is absent.
-    Timing: ``start`` + H / s cycles + 1 cycle with ``done`` (:meth:`cycles`). Saturation flags, high
+    With ``R = micro.readout_passes`` > 1 it has C / R lanes and makes R row passes
+    (:func:`rtl.mac.pass_sequencer`; the passes' logits are stored in registers, the last pass's come
+    from the accumulators). Timing: ``start`` + H / s cycles + 1 cycle with ``done``; R passes:
+    R (H / s + 1) + 1 (:meth:`cycles`). Saturation flags, high
     in the ``done`` cycle only: ``sat_logit`` (a step logit), ``sat_acc`` (the accumulator), ``sat``
     either.
     """
@@ -49,27 +52,47 @@ class Readout(wiring.Component):
 
     @staticmethod
     def cycles(arch: Arch, micro: Microarch | None = None) -> int:
-        """Cycles from ``start`` to ``done`` inclusive: ``H / s + 2``."""
-        return column_cycles(arch.hidden // (micro or Microarch()).readout)
+        """Cycles from ``start`` to ``done`` inclusive: ``R (H / s + 1) + 1`` (``H / s + 2`` with
+        one row pass)."""
+        mu = micro or Microarch()
+        return pass_cycles(arch.hidden // mu.readout, mu.readout_passes)
 
     def elaborate(self, platform):
         m = Module()
         arch, fmts = self.arch, self.fmts
         H, C = arch.hidden, arch.n_classes
-        s = self.amap.micro.readout
+        s, R = self.amap.micro.readout, self.amap.micro.readout_passes
         f_acc = acc_frac(fmts.act, fmts.w_out)
-        m.submodules.mac = mac = MacLanes(C, shape_of(fmts.act), shape_of(fmts.w_out),
+        m.submodules.mac = mac = MacLanes(C // R, shape_of(fmts.act), shape_of(fmts.w_out),
                                           acc_shape(H, fmts.act, fmts.w_out, fmts.bias), simd=s)
-        i, running = column_sequencer(m, self.start, self.done, H // s)
-        w = weight_memory(m, self.amap, "out.w", self.cfg, i)
-        b = weight_memory(m, self.amap, "out.b", self.cfg, 0)
+        if R == 1:
+            i, running = column_sequencer(m, self.start, self.done, H // s)
+            w = weight_memory(m, self.amap, "out.w", self.cfg, i)
+            b = weight_memory(m, self.amap, "out.b", self.cfg, 0)
+            load = None
+        else:
+            i, p, running, store = pass_sequencer(m, self.start, self.done, H // s, R)
+            w = weight_memory(m, self.amap, "out.w", self.cfg, p * (H // s) + i)
+            b = weight_memory(m, self.amap, "out.b", self.cfg, Mux(self.start, 0, p + 1))
+            load = self.start | store
         broadcast_columns(m, mac, column_group(self.a, i, s), w, b, bias=fmts.bias, f_acc=f_acc, start=self.start,
-                          running=running)
+                          running=running, load=load)
+        if R > 1:           # the logits of the stored passes and the live one, then as with one pass
+            live, lsats = [], []
+            for c in range(C // R):
+                q, sat = requantize(mac.acc[c], f_acc, fmts.logit)
+                live.append(q)
+                lsats.append(sat)
+            logits = Signal(data.ArrayLayout(shape_of(fmts.logit), C))
+            sat_logits = pass_results(m, logits, live, p, store, self.start, any_of(lsats), "logits")
         sats, sats_acc = [], []
         for c in range(C):
-            q, sat = requantize(mac.acc[c], f_acc, fmts.logit)
+            if R == 1:
+                q, sat = requantize(mac.acc[c], f_acc, fmts.logit)
+                sats.append(sat)
+            else:
+                q = logits[c]
             m.d.comb += self.logits[c].eq(q)
-            sats.append(sat)
             if arch.readout == "mean":
                 total = Signal(shape_of(fmts.logit_acc), name=f"total{c}")
                 new, sat2 = saturate(Mux(self.first, 0, total) + q, fmts.logit_acc)
@@ -77,6 +100,7 @@ class Readout(wiring.Component):
                 with m.If(self.done):
                     m.d.sync += total.eq(new)
                 sats_acc.append(sat2)
-        m.d.comb += [self.sat_logit.eq(any_of(sats) & self.done), self.sat_acc.eq(any_of(sats_acc) & self.done),
+        sat_logit = any_of(sats) if R == 1 else sat_logits
+        m.d.comb += [self.sat_logit.eq(sat_logit & self.done), self.sat_acc.eq(any_of(sats_acc) & self.done),
                      self.sat.eq(self.sat_logit | self.sat_acc)]
         return m

@@ -24,7 +24,11 @@ def run_top(bundle: Bundle, xs: list[np.ndarray], *, cfg_overrides=None, micro=N
     """Run sequences ``xs`` through ``MgradeTop(trace=True, micro=micro)`` in amaranth.sim.
 
     Returns ``(outputs, traces, cycles)``: dicts of (N_steps, ...) int64 arrays, and the
-    simulated clock cycles of every step.
+    simulated clock cycles of every step. The samples are fed as a stream without gaps (the next one
+    as soon as the design takes one) and every result is taken at once; ``cycles[0]`` counts from
+    the first sample's acceptance to its result's, inclusive (:func:`rtl.top.latency`), and
+    ``cycles[k]`` the cycles from result ``k - 1`` to result ``k`` (:func:`rtl.top.cycles_per_step`
+    in steady state; both the same for the sequential schedule).
     ``cfg_overrides``: extra ``(addr, data)`` writes applied after the bundle (fault injection).
     ``micro``: the :class:`rtl.microarch.Microarch` (default: the original design); the bundle is
     written in its layout (:meth:`rtl.addrmap.AddressMap.writes`).
@@ -50,8 +54,9 @@ def run_top(bundle: Bundle, xs: list[np.ndarray], *, cfg_overrides=None, micro=N
             await ctx.tick()
         ctx.set(dut.cfg.valid, 0)
         ctx.set(dut.o.ready, 1)
-        n = 0
-        for first, x in steps:
+
+        def present(k):
+            first, x = steps[k]
             ctx.set(dut.i.payload.first, int(first))
             if arch.encoder == "linear":
                 for j in range(arch.d_in):
@@ -59,21 +64,27 @@ def run_top(bundle: Bundle, xs: list[np.ndarray], *, cfg_overrides=None, micro=N
             else:
                 ctx.set(dut.i.payload.token, int(x))
             ctx.set(dut.i.valid, 1)
-            c = 0
-            while True:
-                accepted = ctx.get(dut.i.ready)
-                await ctx.tick()
-                c += 1
-                if accepted:
-                    ctx.set(dut.i.valid, 0)
-                if ctx.get(dut.o.valid):
-                    break
-            outs.append(ctx.get(dut.o.payload).as_value().value)
-            traces.append(ctx.get(dut.probe).as_value().value)
+
+        # a stream fed without gaps: the next sample as soon as one is taken, every result taken at once
+        k_in, c, t0, t_out = 0, 0, None, []
+        present(0)
+        while len(outs) < len(steps):
+            accepted = k_in < len(steps) and ctx.get(dut.i.ready)
+            if accepted and t0 is None:
+                t0 = c
+            if ctx.get(dut.o.valid):
+                outs.append(ctx.get(dut.o.payload).as_value().value)
+                traces.append(ctx.get(dut.probe).as_value().value)
+                t_out.append(c)
             await ctx.tick()
             c += 1
-            cyc.append(c)
-            n += 1
+            if accepted:
+                k_in += 1
+                if k_in < len(steps):
+                    present(k_in)
+                else:
+                    ctx.set(dut.i.valid, 0)
+        cyc.extend(b - a for a, b in zip([t0 - 1, *t_out[:-1]], t_out, strict=True))
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)

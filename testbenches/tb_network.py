@@ -12,8 +12,10 @@ and for ``stream_job`` the bundle writes and input payloads) comes in the ``.npz
   runs in Verilator and in Icarus Verilog (both language modes); it also fails if the feeder saw
   an X or Z on any output port of the design at any clock edge (4-state Icarus).
 * :func:`stream_job` (block tests through the probe port): the toplevel is ``mgrade_top`` with a
-  C++ ``cocotb.clock.Clock``; Python wakes once per time step (the rising edge of ``o.valid``) and
-  reads the step's result and probe with one access each.
+  C++ ``cocotb.clock.Clock``; Python reads each step's result and probe with one access each at the
+  rising edge of ``o.valid``, while a feeding coroutine presents the samples as a stream (each until
+  the design takes it: a wake-up per cycle while it waits, so a pipelined design gets its next
+  sample before the previous result is out).
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import time
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import RisingEdge, Timer
+from cocotb.triggers import FallingEdge, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
 PERIOD_NS = 2
@@ -164,17 +166,28 @@ async def stream_job(dut):
     t0_sim = get_sim_time("ns")
     t0 = time.perf_counter()
     seq = 0
-    pin.value = inputs[0]
-    vin.value = 1
+
+    async def feed():
+        """The samples as a stream: each held with ``valid`` until the design takes it (``ready``
+        high before a rising edge), then the next one at once (a pipelined design takes the next
+        sample before the previous result is out)."""
+        fall, edge = FallingEdge(dut.clk), RisingEdge(dut.clk)
+        for k in range(n_steps):
+            pin.value = inputs[k]
+            vin.value = 1
+            while True:
+                await fall
+                if dut.i__ready.value == 1:
+                    break
+            await edge
+        vin.value = 0
+
+    feeder = cocotb.start_soon(feed())
     for n in range(n_steps):
         await rise
         raw.append(pout.value.to_unsigned())
         if probe is not None:
             probes.append(probe.value.to_unsigned())
-        if n + 1 < n_steps:
-            pin.value = inputs[n + 1]
-        else:
-            vin.value = 0
         if n + 1 == ends[seq] or n + 1 == n_steps:
             a = starts[seq]
             got = _decode(raw[a:n + 1], out_fields, C)
@@ -184,6 +197,7 @@ async def stream_job(dut):
                 mismatch["seq"] = seq
                 break
             seq += 1
+    feeder.cancel()
     wall = time.perf_counter() - t0
     cycles = (get_sim_time("ns") - t0_sim) // PERIOD_NS
     vin.value = 0

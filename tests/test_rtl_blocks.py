@@ -380,13 +380,18 @@ def test_blocks_in_simulators(simulator, tmp_path):
 
 
 @pytest.mark.xdist_group("rtl_probe")
-@pytest.mark.parametrize("case", ["edges", "saturation"])
-def test_network_blocks_in_verilator(case):
+@pytest.mark.parametrize("case,micro", [("edges", None), ("saturation", None),
+                                        ("edges", "simd=2,taps_passes=2,proj_passes=2,mix_passes=2,"
+                                                  "readout_passes=3,chan_passes=2,schedule=dataflow")])
+def test_network_blocks_in_verilator(case, micro):
     """Every block of a whole 2-layer network, every step, through the probe port in Verilator:
-    delays 0 / d_max - 1 / d_max with z pinned at 63/64 and 0, and a saturating bundle."""
+    delays 0 / d_max - 1 / d_max with z pinned at 63/64 and 0, and a saturating bundle; the edge
+    case also at a folded, row-passed, channel-grouped dataflow microarchitecture (rtl.microarch:
+    the probe shows the presented step's intermediates, carried through the pipeline)."""
+    from rtl.microarch import Microarch
     from testbenches.cosim import run_cocotb
     b, xs = _edge_bundle() if case == "edges" else _saturating_bundle()
-    r = run_cocotb(b, xs, probe=True)
+    r = run_cocotb(b, xs, probe=True, micro=Microarch.parse(micro, b.arch))
     assert r.bit_exact, r.mismatch
     res = _compare(b, xs, r.outputs, r.trace)
     if case == "edges":
