@@ -160,15 +160,8 @@ def _round_shift(x, S: tl.constexpr, ROUND: tl.constexpr):
 def _sc_kernel(k_ptr, hc_ptr, h0_ptr, out_ptr, T, H,
                HAS_H0: tl.constexpr, S: tl.constexpr, ROUND: tl.constexpr, HMIN: tl.constexpr, HMAX: tl.constexpr,
                BLOCK_T: tl.constexpr, BLOCK_H: tl.constexpr):
-    pid_b, pid_h = tl.program_id(0), tl.program_id(1)
-    rows = tl.arange(0, BLOCK_T)
-    cols = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
-    cmask = cols < H
-    base = pid_b.to(tl.int64) * T * H
-    if HAS_H0:
-        h = tl.load(h0_ptr + pid_b.to(tl.int64) * H + cols, mask=cmask, other=0)
-    else:
-        h = tl.zeros([BLOCK_H], dtype=out_ptr.dtype.element_ty)
+    pid_b, rows, cols, cmask, base, h = _program_tile(h0_ptr, T, H, HAS_H0, out_ptr.dtype.element_ty,
+                                                      BLOCK_T, BLOCK_H)
     for t0 in range(0, T, BLOCK_T):
         tile = tl.zeros([BLOCK_T, BLOCK_H], dtype=out_ptr.dtype.element_ty)
         for i in tl.static_range(BLOCK_T):
@@ -223,17 +216,12 @@ def _sc_noisy_kernel(k_ptr, hc_ptr, z_ptr, leak_ptr, off_ptr, noise_ptr, out_ptr
                      BLOCK_T: tl.constexpr, BLOCK_H: tl.constexpr):
     # sim.mingru.state_update_sc step by step, in float64 and in its order of operations (the
     # launch turns off multiply-add fusion, so every product and sum rounds as in NumPy / torch)
-    pid_b, pid_h = tl.program_id(0), tl.program_id(1)
-    rows = tl.arange(0, BLOCK_T)
-    cols = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
-    cmask = cols < H
-    base = pid_b.to(tl.int64) * T * H
+    pid_b, rows, cols, cmask, base, h = _program_tile(out_ptr, T, H, False, tl.int64, BLOCK_T, BLOCK_H)
     nbase = pid_b.to(tl.int64) * noise_sb
     if HAS_LEAK:
         leak = tl.load(leak_ptr + cols, mask=cmask, other=1.0)
     if HAS_OFF:
         off = tl.load(off_ptr + cols, mask=cmask, other=0.0)
-    h = tl.zeros([BLOCK_H], dtype=tl.int64)
     for t0 in range(0, T, BLOCK_T):
         tile = tl.zeros([BLOCK_T, BLOCK_H], dtype=tl.int64)
         for i in tl.static_range(BLOCK_T):
