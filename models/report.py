@@ -6,7 +6,10 @@
 Per bundle: the task, the data it was trained and tested on (split rule, sizes), the float model's
 test accuracy, the hardware-aware model's (its exact integer path, which is what ``sim/`` computes)
 and ``sim/``'s own, next to the mGRADE paper's figure for the task, and the chip memory the bundle
-implies (``spec.arch.memory_footprint``: weights incl. delays, delay-line buffer, state), in bytes.
+implies (``spec.arch.memory_footprint``: weights incl. delays, delay-line buffer, state), in bytes,
+and the RTL clock cycles per step of the network on the original microarchitecture (one input
+column per cycle, stages in sequence: :func:`rtl.top.cycles_per_step`, the cycle model the RTL
+tests check against simulation), so each accuracy stands next to what it costs on the chip.
 ``--commands`` also prints the training command that produced each bundle (from its meta).
 Nothing here is typed in by hand: a figure missing from a bundle prints as ``-``.
 """
@@ -63,6 +66,9 @@ def command(meta: dict, path: Path) -> str:
 
 
 def rows(paths) -> list[dict]:
+    # imported here, not at the top: amaranth is loaded only when a table is made
+    from rtl.top import cycles_per_step
+
     out = []
     for p in paths:
         try:
@@ -76,7 +82,8 @@ def rows(paths) -> list[dict]:
                     "qat": _pct(acc.get("qat")), "sim": _pct(acc.get("sim")), "n": acc.get("n_test", "-"),
                     "paper": PAPER.get(m.get("task"), "-"), "arch": f"H={b.arch.hidden} L={b.arch.layers} "
                     f"K={b.arch.taps} D={b.arch.d_max}" + (f" frame {b.arch.d_in}" if _framed(b, m) else ""),
-                    "bytes": {k[:-5]: v // 8 for k, v in mem.items()}, "cmd": command(m, p)})
+                    "bytes": {k[:-5]: v // 8 for k, v in mem.items()}, "cycles": cycles_per_step(b.arch),
+                    "cmd": command(m, p)})
     return out
 
 
@@ -90,13 +97,13 @@ def main(argv=None) -> int:
         print(f"no bundles in {BUNDLES}", file=sys.stderr)
         return 2
     print("| task | model | float % | hardware-aware % | sim/ % | n test | paper % | memory bytes "
-          "(weights + delay line + state = total) | data |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "(weights + delay line + state = total) | RTL cycles/step | data |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     rs = rows(paths)
     for r in rs:
         by = r["bytes"]
         print(f"| {r['task']} | {r['arch']} | {r['float']} | {r['qat']} | {r['sim']} | {r['n']} | {r['paper']} | "
-              f"{by['weights']} + {by['delay_line']} + {by['state']} = {by['total']} | {r['data']} |")
+              f"{by['weights']} + {by['delay_line']} + {by['state']} = {by['total']} | {r['cycles']} | {r['data']} |")
     if a.commands:
         print()
         for r in rs:
