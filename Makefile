@@ -16,13 +16,14 @@ JOBS   ?= $(shell nproc)
 help:
 	@echo "make sim TEST=<stream>   co-simulate RTL vs sim/ (make sim TEST=list shows the streams)"
 	@echo "      ... BUNDLE=f.npz   with your own exported weight bundle (make regress STREAMS=... BUNDLE=f.npz too)"
-	@echo "      ... MICRO=simd=8   at another RTL microarchitecture (input columns per cycle, rtl/microarch.py)"
+	@echo "      ... MICRO=simd=8   at another RTL microarchitecture (input columns per cycle, rtl/microarch.py;"
+	@echo "                         default the fastest to simulate, MICRO=original the one-column design)"
 	@echo "make test                install what is missing, lint (ruff), run the test suite"
 	@echo "make lint                ruff check (configured in pyproject.toml)"
 	@echo "make regress             long RTL-vs-model regressions (many clips) on a local Dask cluster"
 	@echo "      ... SCHEDULER=tcp://HOST:8786   on a running Dask cluster instead (or MGRADE_SCHEDULER=...)"
-	@echo "make bench               throughput of sim/, PyTorch and the RTL"
-	@echo "make report              Yosys synthesis report per component"
+	@echo "make bench               throughput of sim/, PyTorch and the RTL (RTL: MICRO=... against the original design)"
+	@echo "make report              Yosys area against cycles per step over microarchitectures (MICRO=... for one)"
 	@echo "make notebooks           run the noise studies in their full setting"
 
 $(STAMP): pyproject.toml
@@ -52,13 +53,13 @@ sim: $(STAMP)
 	$(PY) -m testbenches.run $(TEST) $(BUNDLE_ARG) $(MICRO_ARG)
 
 regress: $(STAMP)
-	$(PY) -m testbenches.regress $(BUNDLE_ARG) $(if $(STREAMS),--streams $(STREAMS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
+	$(PY) -m testbenches.regress $(BUNDLE_ARG) $(MICRO_ARG) $(if $(STREAMS),--streams $(STREAMS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 bench: $(STAMP)
-	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.run $(MICRO_ARG)
 
 report: $(STAMP)
-	$(PY) -m rtl.report
+	$(PY) -m rtl.report $(MICRO_ARG)
 
 notebooks: $(STAMP)
 	MGRADE_NB_SETTING=full $(PY) -m analysis.run_notebooks

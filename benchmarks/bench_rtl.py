@@ -1,7 +1,8 @@
 """Throughput of the RTL co-simulation: cocotb + Verilator against a plain Verilator C++ loop.
 
     python -m benchmarks.bench_rtl                 # one whole GSC clip (16,000 steps), shipped gsc12 bundle
-    python -m benchmarks.bench_rtl --steps 2000    # quicker: the first 2,000 steps of the clip
+    python -m benchmarks.bench_rtl --steps 200     # quicker: the first 200 steps of the clip
+    python -m benchmarks.bench_rtl --micro simd=8 --baseline none   # another fold, no baseline
 
 Workload: the first test clip of the GSC-12 task (shared archive if present, else the committed
 fixture), streamed through the shipped ``models/bundles/gsc12.npz`` network. Both paths run the
@@ -17,6 +18,12 @@ bit-exact against ``sim``. ``clips_per_hour`` is the throughput of whole clips w
 Verilator process per core (independent clips in parallel, which is how ``make regress`` runs):
 ``cores x 3600 / seconds per clip`` from the measured cocotb rate (one process; the cores share
 memory bandwidth, so treat it as an upper bound).
+
+Microarchitecture (:class:`rtl.microarch.Microarch`): ``--micro SPEC`` (default: the one that
+simulates fastest, :func:`testbenches.micro.fastest`, the default of ``make sim`` and ``make
+regress``), and in the same run the **baseline** ``--baseline SPEC`` (default ``original``: the
+one-column-per-cycle design, today's before issue 14) through cocotb on the same clip, for the ratio
+of GSC clips per hour new / baseline (``rtl_clips_per_hour_ratio``; ``--baseline none`` skips it).
 """
 from __future__ import annotations
 
@@ -30,10 +37,16 @@ import numpy as np
 __all__ = ["bench_rtl"]
 
 
-def bench_rtl(steps: int | None = None, cores: int | None = None, log=None) -> dict:
+def bench_rtl(steps: int | None = None, cores: int | None = None, log=None, *, micro: str | None = None,
+              baseline: str | None = "original") -> dict:
     """Measure the RTL co-simulation on one GSC clip; returns a flat dict.
 
-    ``steps``: cut the clip to its first ``steps`` samples (default: all 16,000).
+    ``steps``: cut the clip to its first ``steps`` steps (default: all of them).
+    ``micro``: the microarchitecture text (:func:`testbenches.micro.resolve`; default the fastest);
+    ``baseline``: the one to compare with through cocotb in the same run (``None`` or ``"none"``: no
+    comparison). Extra keys: ``rtl_micro``, and with a baseline ``rtl_baseline_micro``,
+    ``rtl_baseline_cycles_per_step``, ``rtl_baseline_seconds_per_clip``, ``rtl_baseline_clips_per_hour``,
+    ``rtl_baseline_bit_exact``, ``rtl_clips_per_hour_ratio`` (new / baseline).
     ``cores``: processes for ``clips_per_hour`` (default: ``os.cpu_count()``).
     Keys: ``rtl_steps``, ``rtl_cycles_per_step``, ``rtl_cocotb_steps_per_s``,
     ``rtl_cocotb_cycles_per_s``, ``rtl_cpp_steps_per_s``, ``rtl_cpp_cycles_per_s``,
@@ -42,24 +55,29 @@ def bench_rtl(steps: int | None = None, cores: int | None = None, log=None) -> d
     per core), ``rtl_cores``, ``rtl_build_s`` (0 when cached), ``rtl_bundle``, ``rtl_data``.
     """
     from testbenches.cosim import expected, run_cocotb, run_harness
+    from testbenches.micro import resolve
     from testbenches.streams import make_case
     log = log or (lambda *a, **k: None)
     cores = cores or os.cpu_count() or 1
     case = make_case("gsc_stream", n_seqs=1, max_steps=steps)
     full = make_case("gsc_stream", n_seqs=1) if steps else case
     clip_steps = len(full.xs[0])
+    mu = resolve(micro, case.bundle.arch)
+    base = None if baseline in (None, "none") else resolve(baseline, case.bundle.arch)
     exp, _ = expected(case.bundle, case.xs)
     t0 = time.time()
-    rc = run_cocotb(case.bundle, case.xs, exp, log=log)
+    rc = run_cocotb(case.bundle, case.xs, exp, micro=mu, log=log)
     t_cocotb = time.time() - t0
     t1 = time.time()
-    h = run_harness(case.bundle, case.xs, log=log)
+    h = run_harness(case.bundle, case.xs, micro=mu, log=log)
     t_harness = time.time() - t1
+    rb = None if base is None else run_cocotb(case.bundle, case.xs, exp, micro=base, log=log)
     cpp_exact = bool(np.array_equal(h["outputs"]["logits"], exp.logits[0]) and
                      (exp.acc is None or np.array_equal(h["outputs"]["acc"], exp.acc[0])))
     n = rc.steps
     spc = rc.wall / n * clip_steps
-    return {
+    out = {
+        "rtl_micro": str(mu),
         "rtl_steps": n,
         "rtl_cycles_per_step": rc.cycles_per_step,
         "rtl_cocotb_steps_per_s": round(n / rc.wall, 1),
@@ -78,20 +96,31 @@ def bench_rtl(steps: int | None = None, cores: int | None = None, log=None) -> d
         "rtl_bundle": case.bundle_source,
         "rtl_data": case.data_source,
     }
+    if rb is not None:
+        spc_b = rb.wall / rb.steps * clip_steps
+        out.update({"rtl_baseline_micro": str(base), "rtl_baseline_cycles_per_step": rb.cycles_per_step,
+                    "rtl_baseline_seconds_per_clip": round(spc_b, 2),
+                    "rtl_baseline_clips_per_hour": round(cores * 3600 / spc_b, 1),
+                    "rtl_baseline_bit_exact": bool(rb.bit_exact),
+                    "rtl_baseline_build_s": round(rb.build_wall, 1),
+                    "rtl_clips_per_hour_ratio": round(spc_b / spc, 2)})
+    return out
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.bench_rtl", description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=None, help="cut the clip to its first N steps")
     ap.add_argument("--cores", type=int, default=None)
+    ap.add_argument("--micro", default=None, help="microarchitecture (default: the fastest to simulate)")
+    ap.add_argument("--baseline", default="original", help="microarchitecture to compare with ('none': no baseline)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
-    r = bench_rtl(a.steps, a.cores, log=print)
+    r = bench_rtl(a.steps, a.cores, log=print, micro=a.micro, baseline=a.baseline)
     if a.json:
         print(json.dumps(r, indent=1))
         return 0
-    print(f"RTL co-simulation, one GSC clip ({r['rtl_steps']} of {r['rtl_clip_steps']} steps), "
-          f"{r['rtl_cycles_per_step']} clock cycles per step; {r['rtl_bundle']}")
+    print(f"RTL co-simulation, one GSC clip ({r['rtl_steps']} of {r['rtl_clip_steps']} steps), microarchitecture "
+          f"{r['rtl_micro']}, {r['rtl_cycles_per_step']} clock cycles per step; {r['rtl_bundle']}")
     print(f"  cocotb + Verilator (bulk feeder): {r['rtl_cocotb_steps_per_s']:>10} steps/s "
           f"{r['rtl_cocotb_cycles_per_s']:>10} cycles/s")
     print(f"  plain Verilator C++ loop:         {r['rtl_cpp_steps_per_s']:>10} steps/s "
@@ -100,7 +129,14 @@ def main(argv=None) -> int:
     print(f"  bit-exact vs sim/:                {'yes' if r['rtl_bit_exact'] else 'NO'}")
     print(f"  clips per hour ({r['rtl_cores']} processes, {r['rtl_seconds_per_clip']} s per clip): "
           f"{r['rtl_clips_per_hour']}")
-    return 0 if r["rtl_bit_exact"] else 1
+    ok = r["rtl_bit_exact"]
+    if "rtl_baseline_micro" in r:
+        print(f"  baseline {r['rtl_baseline_micro']} ({r['rtl_baseline_cycles_per_step']} cycles per step): "
+              f"{r['rtl_baseline_seconds_per_clip']} s per clip, {r['rtl_baseline_clips_per_hour']} clips per hour, "
+              f"bit-exact {'yes' if r['rtl_baseline_bit_exact'] else 'NO'}")
+        print(f"  clips per hour new / baseline:    {r['rtl_clips_per_hour_ratio']}x")
+        ok &= r["rtl_baseline_bit_exact"]
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

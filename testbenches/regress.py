@@ -11,7 +11,10 @@ in ``--store`` (default ``.cache/regress``): a re-run, or a run after an interru
 chunks already done (``--fresh`` runs them all again). A chunk whose worker dies is run again on
 another worker. A progress bar counts the sequences. Prints per-stream and overall totals
 (sequences, steps, clock cycles, wall time, bit-exact, RTL accuracy), writes ``results/regress.json``
-and exits non-zero on any mismatch.
+and exits non-zero on any mismatch. ``--micro SPEC`` (``make regress MICRO=SPEC``): the RTL's
+microarchitecture (:class:`rtl.microarch.Microarch` text, resolved against each stream's network;
+default the fastest to simulate, :func:`testbenches.micro.fastest`; ``original`` the one-column-per-cycle
+design); part of every chunk's key.
 """
 from __future__ import annotations
 
@@ -54,6 +57,7 @@ class ChunkJob(NamedTuple):
     small: bool
     root: str | None
     bundle: str | None = None       # a user's bundle (--bundle) instead of the stream's shipped one
+    micro: str | None = None        # the microarchitecture text (--micro; None: testbenches.micro.fastest)
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -75,6 +79,7 @@ class ChunkResult:
     data: str
     t0: float
     t1: float
+    micro: str = ""             # the microarchitecture the chunk ran at (rtl.microarch.Microarch)
 
     @classmethod
     def failed(cls, job: ChunkJob, error: BaseException) -> "ChunkResult":
@@ -123,6 +128,7 @@ class StreamTotals:
     bundle: str
     data: str
     stored: int = 0             # sequences read from the store of an earlier run, not run now
+    micro: str = ""             # the microarchitecture of its chunks
 
     @classmethod
     def of(cls, name: str, chunks: list[ChunkResult]) -> "StreamTotals":
@@ -134,7 +140,8 @@ class StreamTotals:
                    identical=seqs - len({h for r in chunks for h in r.prints}),
                    failing_chunks=sum(not r.bit_exact for r in chunks),
                    span=max(1e-9, max(r.t1 for r in run) - min(r.t0 for r in run)),
-                   bundle=chunks[0].bundle, data=chunks[0].data, stored=sum(r.seqs for r in chunks if r.cached))
+                   bundle=chunks[0].bundle, data=chunks[0].data, stored=sum(r.seqs for r in chunks if r.cached),
+                   micro=next((r.micro for r in chunks if r.micro), ""))
 
     @property
     def bit_exact(self) -> bool:
@@ -149,7 +156,8 @@ class StreamTotals:
                 f"({self.failing_chunks} failing chunks)  RTL accuracy vs labels {self.correct}/{self.seqs} = "
                 f"{100 * self.correct / max(1, self.seqs):.1f} %  "
                 f"{(self.seqs - self.stored) / self.span * 3600:.0f} sequences/hour on {jobs} processes{stored}",
-                f"{'':<18} bundle: {self.bundle}; data: {self.data}"]
+                f"{'':<18} bundle: {self.bundle}; data: {self.data}"
+                + (f"; microarchitecture {self.micro}" if self.micro else "")]
 
 
 @dataclasses.dataclass
@@ -176,19 +184,21 @@ def _chunk(job: ChunkJob) -> ChunkResult:
     """Run one chunk in this process (a worker of the pool)."""
     from .build import ensure_path
     from .cosim import run_cocotb
+    from .micro import resolve
     from .streams import make_case
     ensure_path()
     t0 = time.time()
     case = make_case(job.name, n_seqs=job.n, small=job.small, root=job.root, offset=job.offset, pool=job.pool,
                      bundle_path=job.bundle)
-    r = run_cocotb(case.bundle, case.xs, log=lambda *a: None)
+    micro = resolve(job.micro, case.bundle.arch)
+    r = run_cocotb(case.bundle, case.xs, micro=micro, log=lambda *a: None)
     preds = [int(np.argmax(logits)) for logits in r.logits]
     # content fingerprints: duplicates inside the data itself (the chunks' slices of the pool are disjoint)
     prints = [hashlib.sha1(np.ascontiguousarray(x).tobytes()).hexdigest() for x in case.xs]
     return ChunkResult(name=job.name, seqs=len(case.xs), steps=r.steps, cycles=r.cycles, wall=r.wall,
                        bit_exact=r.bit_exact, mismatch=r.mismatch, offset=job.offset, prints=prints,
                        correct=int(sum(p == int(y) for p, y in zip(preds, case.labels, strict=True))),
-                       bundle=case.bundle_source, data=case.data_source, t0=t0, t1=time.time())
+                       bundle=case.bundle_source, data=case.data_source, t0=t0, t1=time.time(), micro=str(micro))
 
 
 def _parse(argv) -> tuple[argparse.Namespace, dict[str, int], list[str]]:
@@ -213,6 +223,9 @@ def _parse(argv) -> tuple[argparse.Namespace, dict[str, int], list[str]]:
     ap.add_argument("--json", default=str(REPO / "results" / "regress.json"), help="per-chunk results file")
     ap.add_argument("--bundle", default=None,
                     help="run this weight bundle (.npz) instead of the shipped ones; name its stream(s) with --streams")
+    ap.add_argument("--micro", default=None,
+                    help="RTL microarchitecture, e.g. simd=8 or proj=8,mix=8 (rtl.microarch.Microarch); 'original' "
+                         "the one-column-per-cycle design; default: the fastest to simulate (testbenches.micro)")
     args = ap.parse_args(argv)
     if args.bundle and args.streams is None:
         ap.error("--bundle needs --streams: name the stream(s) of the bundle's task, e.g. --streams gsc_stream")
@@ -232,6 +245,7 @@ def _prepare(names: list[str], counts: dict[str, int], args) -> dict[str, dict]:
     Returns, per stream, what its chunks' results depend on besides their slice (the key parts)."""
     from .build import ensure_path
     from .cosim import build_stream
+    from .micro import resolve
     from .streams import make_case
     ensure_path()
     parts = {}
@@ -242,8 +256,11 @@ def _prepare(names: list[str], counts: dict[str, int], args) -> dict[str, dict]:
             print(f"{name}: {case.data_source} holds {case.pool_size} sequences, not {n}: running {case.pool_size}",
                   flush=True)
             counts[name] = case.pool_size
-        build_stream(case.bundle.arch, case.bundle.formats)
-        parts[name] = {"bundle": bundle_digest(case.bundle), "data": case.data_source}
+        micro = resolve(args.micro, case.bundle.arch)      # MicroarchError (a ValueError): exit 2
+        print(f"{name}: microarchitecture {micro} (rtl.top.cycles_per_step {_cycles(case.bundle.arch, micro)})",
+              flush=True)
+        build_stream(case.bundle.arch, case.bundle.formats, micro=micro)
+        parts[name] = {"bundle": bundle_digest(case.bundle), "data": case.data_source, "micro": str(micro)}
     return parts
 
 
@@ -256,9 +273,14 @@ def _split(names: list[str], counts: dict[str, int], args, workers: int) -> list
     for name in names:
         n = counts[name]
         per = args.chunk or min(CHUNK_MAX, max(1, -(-n // (CHUNKS_PER_WORKER * workers))))
-        jobs += [ChunkJob(name, off, min(per, n - off), n, args.small, args.root, args.bundle)
+        jobs += [ChunkJob(name, off, min(per, n - off), n, args.small, args.root, args.bundle, args.micro)
                  for off in range(0, n, per)]
     return jobs
+
+
+def _cycles(arch, micro) -> int:
+    from rtl.top import cycles_per_step
+    return cycles_per_step(arch, micro)
 
 
 def _versions() -> dict:
@@ -278,10 +300,12 @@ def _qualname(fn) -> str:
 
 def chunk_key(job: ChunkJob, parts: dict, code: str, versions: dict, runner: str = "testbenches.regress._chunk") -> str:
     """The content key of a chunk's result: the stream and slice, the bundle's content, the data
-    source, the sources that compute it (:data:`SOURCES`), the simulator's versions and the function
-    that runs a chunk (a stand-in of a test never shares results with the real one)."""
+    source, the microarchitecture, the sources that compute it (:data:`SOURCES`), the simulator's
+    versions and the function that runs a chunk (a stand-in of a test never shares results with the
+    real one)."""
     return key_of(kind="regress-chunk", name=job.name, offset=job.offset, n=job.n, pool=job.pool, small=job.small,
-                  bundle=parts["bundle"], data=parts["data"], code=code, versions=versions, runner=runner)
+                  bundle=parts["bundle"], data=parts["data"], micro=parts.get("micro"), code=code,
+                  versions=versions, runner=runner)
 
 
 def _failed(job: ChunkJob, error: BaseException) -> ChunkResult:

@@ -21,8 +21,9 @@ bundle baked into its weight memories' initial contents (a Verilog and a build o
 instead of loading it through the configuration port, one element per clock (106,060 clocks for
 the shipped GSC bundle: hours in Icarus, so use ``--preload`` there), ``--micro SPEC`` the RTL's
 microarchitecture (:class:`rtl.microarch.Microarch`: input columns per cycle of each projection,
-e.g. ``proj=8,mix=8`` or ``simd=8`` for every projection; default: one column per cycle, the
-original design; the summary prints it and its cycles per step).
+e.g. ``proj=8,mix=8`` or ``simd=8`` for every projection; ``original`` or ``simd=1`` the original
+design, one column per cycle; default: the one that simulates fastest,
+:func:`testbenches.micro.fastest`; the summary prints it and its cycles per step).
 """
 from __future__ import annotations
 
@@ -61,7 +62,8 @@ def main(argv=None) -> int:
                     help="bake the bundle into the weight memories (no configuration writes; for Icarus)")
     ap.add_argument("--micro", default=None,
                     help="microarchitecture: input columns per cycle per projection, e.g. 'proj=8,mix=8' or "
-                         "'simd=8' (fields enc, taps, proj, mix, readout; default all 1)")
+                         "'simd=8' (fields enc, taps, proj, mix, readout); 'original' (= simd=1) the original "
+                         "design; default: the fastest to simulate (testbenches.micro.fastest)")
     args = ap.parse_args(argv)
     if args.test not in STREAMS:
         if args.test != "list":
@@ -74,10 +76,11 @@ def main(argv=None) -> int:
     if args.simulator != "verilator" and not icarus_available():
         print(f"[{args.test}] {args.simulator}: iverilog not found; {ICARUS_HINT}", file=sys.stderr)
         return 2
-    from rtl.microarch import Microarch, MicroarchError
-    from rtl.top import cycles_per_step
+    from rtl.microarch import MicroarchError
+    from rtl.top import cycles_per_step, latency, stream_cycles
 
     from .cosim import expected, localise, run_cocotb, sat_summary
+    from .micro import fastest, resolve
     from .streams import make_case
     t0 = time.time()
     n = args.seqs or (1 if args.test in ("gsc_stream", "asc_stream") else 3)
@@ -89,7 +92,7 @@ def main(argv=None) -> int:
         return 2
     arch = case.bundle.arch
     try:
-        micro = Microarch.parse(args.micro, arch)
+        micro = resolve(args.micro, arch)
     except MicroarchError as e:
         print(f"[{args.test}] {e}", file=sys.stderr)
         return 2
@@ -123,9 +126,14 @@ def main(argv=None) -> int:
     s = r.summary()
     print(f"---- {args.test} summary ----")
     print(f"steps              {s['steps']}  ({len(case.xs)} sequence(s))")
-    print(f"microarchitecture  {micro}  (input columns per cycle; {'default' if micro.is_default else 'folded'})")
-    print(f"clock cycles       {s['cycles']}  ({cycles_per_step(arch, micro)} per step by rtl.cycles_per_step; "
-          f"measured {s['cycles'] / s['steps']:.2f})")
+    kind = ("the default: fastest to simulate" if micro == fastest(arch) else
+            "the original design" if micro.is_default else "folded")
+    print(f"microarchitecture  {micro}  ({kind})")
+    first = "" if not micro.dataflow else (f", the first result after {latency(arch, micro)} (rtl.top.latency), "
+                                           f"{stream_cycles(arch, micro, s['steps'])} for the stream "
+                                           f"(rtl.top.stream_cycles)")
+    print(f"clock cycles       {s['cycles']}  ({cycles_per_step(arch, micro)} per step by rtl.top.cycles_per_step"
+          f"{first}; measured {s['cycles'] / s['steps']:.2f})")
     print(f"cycles per second  {s['cycles_per_s']}  ({s['steps_per_s']} steps/s under cocotb, bulk-fed "
           f"self-clocked feeder; sim/ took {t_sim:.1f} s)")
     print(f"simulator          {args.simulator}; outputs X/Z at {r.x_cycles} clock edges")

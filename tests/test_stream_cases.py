@@ -57,7 +57,7 @@ def test_regress_totals_and_exit_status(monkeypatch, tmp_path, capsys):
 
     from testbenches import cosim, regress
     monkeypatch.setattr(regress, "_chunk", _fake_chunk)
-    monkeypatch.setattr(cosim, "build_stream", lambda arch, fmts: None)
+    monkeypatch.setattr(cosim, "build_stream", lambda arch, fmts, **kw: None)
     out = tmp_path / "r.json"
     common = ["--small", "--root", "fixture", "--jobs", "2", "--json", str(out), "--store", str(tmp_path / "store"),
               "--chunk", "2"]
