@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import time
 
 import numpy as np
@@ -38,7 +39,7 @@ __all__ = ["bench_rtl"]
 
 
 def bench_rtl(steps: int | None = None, cores: int | None = None, log=None, *, micro: str | None = None,
-              baseline: str | None = "original") -> dict:
+              baseline: str | None = "original", cpp: bool = True) -> dict:
     """Measure the RTL co-simulation on one GSC clip; returns a flat dict.
 
     ``steps``: cut the clip to its first ``steps`` steps (default: all of them).
@@ -46,7 +47,9 @@ def bench_rtl(steps: int | None = None, cores: int | None = None, log=None, *, m
     ``baseline``: the one to compare with through cocotb in the same run (``None`` or ``"none"``: no
     comparison). Extra keys: ``rtl_micro``, and with a baseline ``rtl_baseline_micro``,
     ``rtl_baseline_cycles_per_step``, ``rtl_baseline_seconds_per_clip``, ``rtl_baseline_clips_per_hour``,
-    ``rtl_baseline_bit_exact``, ``rtl_clips_per_hour_ratio`` (new / baseline).
+    ``rtl_baseline_bit_exact``, ``rtl_clips_per_hour_ratio`` (new / baseline); ``rtl_cocotb_cpu_s`` and
+    ``rtl_baseline_cpu_s``: CPU seconds of the simulator processes (the figure to compare on shared
+    cores). ``cpp=False``: no C++ harness (its build is a second one per microarchitecture).
     ``cores``: processes for ``clips_per_hour`` (default: ``os.cpu_count()``).
     Keys: ``rtl_steps``, ``rtl_cycles_per_step``, ``rtl_cocotb_steps_per_s``,
     ``rtl_cocotb_cycles_per_s``, ``rtl_cpp_steps_per_s``, ``rtl_cpp_cycles_per_s``,
@@ -65,15 +68,22 @@ def bench_rtl(steps: int | None = None, cores: int | None = None, log=None, *, m
     mu = resolve(micro, case.bundle.arch)
     base = None if baseline in (None, "none") else resolve(baseline, case.bundle.arch)
     exp, _ = expected(case.bundle, case.xs)
+
+    def cocotb(m):
+        c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        r = run_cocotb(case.bundle, case.xs, exp, micro=m, log=log)
+        c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return r, c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime
+
     t0 = time.time()
-    rc = run_cocotb(case.bundle, case.xs, exp, micro=mu, log=log)
+    rc, cpu = cocotb(mu)
     t_cocotb = time.time() - t0
     t1 = time.time()
-    h = run_harness(case.bundle, case.xs, micro=mu, log=log)
+    h = run_harness(case.bundle, case.xs, micro=mu, log=log) if cpp else None
     t_harness = time.time() - t1
-    rb = None if base is None else run_cocotb(case.bundle, case.xs, exp, micro=base, log=log)
-    cpp_exact = bool(np.array_equal(h["outputs"]["logits"], exp.logits[0]) and
-                     (exp.acc is None or np.array_equal(h["outputs"]["acc"], exp.acc[0])))
+    rb, cpu_b = (None, None) if base is None else cocotb(base)
+    cpp_exact = h is None or bool(np.array_equal(h["outputs"]["logits"], exp.logits[0]) and
+                                  (exp.acc is None or np.array_equal(h["outputs"]["acc"], exp.acc[0])))
     n = rc.steps
     spc = rc.wall / n * clip_steps
     out = {
@@ -82,9 +92,10 @@ def bench_rtl(steps: int | None = None, cores: int | None = None, log=None, *, m
         "rtl_cycles_per_step": rc.cycles_per_step,
         "rtl_cocotb_steps_per_s": round(n / rc.wall, 1),
         "rtl_cocotb_cycles_per_s": round(rc.cycles / rc.wall),
-        "rtl_cpp_steps_per_s": round(h["steps"] / h["wall"], 1),
-        "rtl_cpp_cycles_per_s": round(h["cycles"] / h["wall"]),
-        "rtl_cocotb_over_cpp": round(rc.wall / h["wall"], 3),
+        "rtl_cocotb_cpu_s": round(cpu, 2),
+        "rtl_cpp_steps_per_s": None if h is None else round(h["steps"] / h["wall"], 1),
+        "rtl_cpp_cycles_per_s": None if h is None else round(h["cycles"] / h["wall"]),
+        "rtl_cocotb_over_cpp": None if h is None else round(rc.wall / h["wall"], 3),
         "rtl_bit_exact": bool(rc.bit_exact and cpp_exact),
         "rtl_clip_steps": clip_steps,
         "rtl_seconds_per_clip": round(spc, 2),
@@ -101,7 +112,7 @@ def bench_rtl(steps: int | None = None, cores: int | None = None, log=None, *, m
         out.update({"rtl_baseline_micro": str(base), "rtl_baseline_cycles_per_step": rb.cycles_per_step,
                     "rtl_baseline_seconds_per_clip": round(spc_b, 2),
                     "rtl_baseline_clips_per_hour": round(cores * 3600 / spc_b, 1),
-                    "rtl_baseline_bit_exact": bool(rb.bit_exact),
+                    "rtl_baseline_bit_exact": bool(rb.bit_exact), "rtl_baseline_cpu_s": round(cpu_b, 2),
                     "rtl_baseline_build_s": round(rb.build_wall, 1),
                     "rtl_clips_per_hour_ratio": round(spc_b / spc, 2)})
     return out
@@ -113,9 +124,10 @@ def main(argv=None) -> int:
     ap.add_argument("--cores", type=int, default=None)
     ap.add_argument("--micro", default=None, help="microarchitecture (default: the fastest to simulate)")
     ap.add_argument("--baseline", default="original", help="microarchitecture to compare with ('none': no baseline)")
+    ap.add_argument("--no-cpp", action="store_true", help="no C++ harness run (and build)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
-    r = bench_rtl(a.steps, a.cores, log=print, micro=a.micro, baseline=a.baseline)
+    r = bench_rtl(a.steps, a.cores, log=print, micro=a.micro, baseline=a.baseline, cpp=not a.no_cpp)
     if a.json:
         print(json.dumps(r, indent=1))
         return 0

@@ -55,7 +55,7 @@ def _rtl(args) -> dict:
     kw = {}
     if args.rtl_steps:
         kw["steps"] = args.rtl_steps
-    r = bench_rtl(**kw, micro=args.micro, baseline=args.baseline)
+    r = bench_rtl(**kw, micro=args.micro, baseline=args.baseline, cpp=not args.no_cpp)
     for k, v in r.items():
         print(f"[rtl] {k}: {v}")
     if "rtl_clips_per_hour_ratio" in r:
@@ -78,6 +78,7 @@ def main(argv=None) -> int:
     ap.add_argument("--micro", default=None, help="RTL microarchitecture (default: the fastest to simulate)")
     ap.add_argument("--baseline", default="original",
                     help="RTL microarchitecture to compare with in the same run ('none': no comparison)")
+    ap.add_argument("--no-cpp", action="store_true", help="RTL part: no plain C++ loop (a second build per design)")
     ap.add_argument("--out", default=str(RESULTS / "bench.json"))
     args = ap.parse_args(argv)
 

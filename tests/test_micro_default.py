@@ -98,6 +98,9 @@ def test_bench_rtl_ratio_of_clips_per_hour(monkeypatch):
     r = br.bench_rtl(steps=40, cores=2, baseline="none")          # no baseline: the default micro only
     from testbenches.micro import fastest
     assert [m for _, m in seen] == [fastest(arch)] * 2 and "rtl_clips_per_hour_ratio" not in r
+    seen.clear()
+    r = br.bench_rtl(steps=40, cores=2, cpp=False)                 # no C++ loop: cocotb, new and baseline
+    assert seen == [("cocotb", fastest(arch)), ("cocotb", old)] and r["rtl_cpp_steps_per_s"] is None
 
 
 # ---------------------------------------------------------------------------------------------
