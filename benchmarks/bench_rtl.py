@@ -135,9 +135,10 @@ def main(argv=None) -> int:
           f"{r['rtl_micro']}, {r['rtl_cycles_per_step']} clock cycles per step; {r['rtl_bundle']}")
     print(f"  cocotb + Verilator (bulk feeder): {r['rtl_cocotb_steps_per_s']:>10} steps/s "
           f"{r['rtl_cocotb_cycles_per_s']:>10} cycles/s")
-    print(f"  plain Verilator C++ loop:         {r['rtl_cpp_steps_per_s']:>10} steps/s "
-          f"{r['rtl_cpp_cycles_per_s']:>10} cycles/s")
-    print(f"  cocotb time / C++ time:           {r['rtl_cocotb_over_cpp']}")
+    if r["rtl_cpp_steps_per_s"] is not None:
+        print(f"  plain Verilator C++ loop:         {r['rtl_cpp_steps_per_s']:>10} steps/s "
+              f"{r['rtl_cpp_cycles_per_s']:>10} cycles/s")
+        print(f"  cocotb time / C++ time:           {r['rtl_cocotb_over_cpp']}")
     print(f"  bit-exact vs sim/:                {'yes' if r['rtl_bit_exact'] else 'NO'}")
     print(f"  clips per hour ({r['rtl_cores']} processes, {r['rtl_seconds_per_clip']} s per clip): "
           f"{r['rtl_clips_per_hour']}")

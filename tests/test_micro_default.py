@@ -171,3 +171,20 @@ def test_make_sim_runs_the_default_or_the_named_micro(spec, monkeypatch):
     arch = make_case("gsc_stream", n_seqs=1, small=True, root="fixture").bundle.arch
     want = {None: fastest(arch), "original": Microarch(), "simd=2": Microarch.parse("simd=2", arch)}[spec]
     assert seen == [want]
+
+
+def test_bench_rtl_cli_prints_without_the_cpp_loop(monkeypatch, capsys):
+    """python -m benchmarks.bench_rtl --no-cpp: the summary prints the ratio and no C++ line."""
+    from benchmarks import bench_rtl as br
+    r = {"rtl_steps": 10, "rtl_clip_steps": 10, "rtl_micro": "m", "rtl_cycles_per_step": 53, "rtl_bundle": "b",
+         "rtl_cocotb_steps_per_s": 1.0, "rtl_cocotb_cycles_per_s": 53, "rtl_cpp_steps_per_s": None,
+         "rtl_cpp_cycles_per_s": None, "rtl_cocotb_over_cpp": None, "rtl_bit_exact": True, "rtl_cores": 2,
+         "rtl_seconds_per_clip": 10.0, "rtl_clips_per_hour": 720.0, "rtl_baseline_micro": "o",
+         "rtl_baseline_cycles_per_step": 1443, "rtl_baseline_seconds_per_clip": 38.0,
+         "rtl_baseline_clips_per_hour": 189.5, "rtl_baseline_bit_exact": True, "rtl_clips_per_hour_ratio": 3.8}
+    seen = {}
+    monkeypatch.setattr(br, "bench_rtl", lambda *a, **kw: seen.update(kw) or r)
+    assert br.main(["--no-cpp", "--micro", "simd=4"]) == 0
+    out = capsys.readouterr().out
+    assert seen["cpp"] is False and seen["micro"] == "simd=4" and seen["baseline"] == "original"
+    assert "C++" not in out and "clips per hour new / baseline:    3.8x" in out
