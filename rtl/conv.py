@@ -91,13 +91,10 @@ class DelayLineConv(wiring.Component):
             wp = line.write_port()
             samples.append([])
             for j in range(n):
-                rp = line.read_port(domain="comb")
-                d = dly[c * n + j]
-                diff = ptr - d
-                m.d.comb += rp.addr.eq(Mux(diff < 0, diff + D, diff))
+                x = _tap_sample(m, line, ptr, fill, dly[c * n + j], self.s[c], D)
                 if j == 0:
                     m.d.comb += [wp.addr.eq(ptr), wp.data.eq(self.s[c]), wp.en.eq(pushing)]
-                samples[c].append(Mux(d == 0, self.s[c], Mux(d <= fill, rp.data, 0)))
+                samples[c].append(x)
 
         for c in range(H):
             if n == 1:
@@ -160,11 +157,7 @@ class DelayLineConv(wiring.Component):
             m.d.comb += [wp.addr.eq(ptr), wp.data.eq(self.s[c]), wp.en.eq(pushing)]
             samples.append([])
             for j in range(n):
-                rp = line.read_port(domain="comb")
-                d = dly[lane * n + j]
-                diff = ptr - d
-                m.d.comb += rp.addr.eq(Mux(diff < 0, diff + D, diff))
-                samples[c].append(Mux(d == 0, self.s[c], Mux(d <= fill, rp.data, 0)))
+                samples[c].append(_tap_sample(m, line, ptr, fill, dly[lane * n + j], self.s[c], D))
         for lane in range(L):
             for j in range(n):
                 x = Array([samples[q * L + lane][j] for q in range(R)])[p]
@@ -201,3 +194,12 @@ class DelayLineConv(wiring.Component):
             sats.append(sat)
         m.d.comb += self.sat.eq(pass_results(m, self.u0, live, p, store, self.start, any_of(sats), "u0"))
         return m
+
+
+def _tap_sample(m: Module, line: Memory, ptr, fill, d, s, D: int):
+    """The sample ``d`` steps back on a channel's delay line (a ring of ``D`` slots written at
+    ``ptr``): ``s`` itself for ``d = 0``, 0 before the line holds ``d`` past samples (``fill``)."""
+    rp = line.read_port(domain="comb")
+    diff = ptr - d
+    m.d.comb += rp.addr.eq(Mux(diff < 0, diff + D, diff))
+    return Mux(d == 0, s, Mux(d <= fill, rp.data, 0))
