@@ -220,22 +220,7 @@ class MgradeTop(wiring.Component):
         m.d.sync += flags_e.eq(flags_e.as_value() | stage_ev[0])
         m.d.comb += [layers[0].i.payload.a.eq(enc.a), layers[0].i.payload.first.eq(first_e)]
         with m.FSM(name="enc_stage"):
-            with m.State("IDLE"):
-                m.d.comb += self.i.ready.eq(1)
-                with m.If(self.i.valid):
-                    m.d.sync += [first_e.eq(self.i.payload.first), flags_e.eq(0)]
-                    m.d.sync += x.eq(self.i.payload.x if arch.encoder == "linear" else self.i.payload.token)
-                    m.next = "ENC_GO"
-            with m.State("ENC_GO"):
-                m.d.comb += enc.start.eq(1)
-                m.next = "ENC_WAIT"
-            with m.State("ENC_WAIT"):
-                with m.If(enc.done):
-                    m.next = "FEED"
-            with m.State("FEED"):
-                m.d.comb += layers[0].i.valid.eq(1)
-                with m.If(layers[0].i.ready):
-                    m.next = "IDLE"
+            self._encoder_states(m, enc, x, first_e, flags_e, layers[0], then="IDLE")
 
         # the layers: each stage's flags (and traces) of its step, taken over when it accepts the step
         prev_flags = flags_e.as_value() | stage_ev[0]
@@ -264,23 +249,48 @@ class MgradeTop(wiring.Component):
                 with m.If(last.valid):
                     m.d.sync += [a_last.eq(last.payload.a), first_r.eq(last.payload.first), flags_r.eq(prev_flags)]
                     m.next = "RO_GO"
-            with m.State("RO_GO"):
-                m.d.comb += ro.start.eq(1)
-                m.next = "RO_WAIT"
-            with m.State("RO_WAIT"):
-                with m.If(ro.done):
-                    m.d.sync += [out.logits.eq(ro.logits), out.sat.eq(flags_r.as_value() | stage_ev[-1])]
-                    if arch.readout == "mean":
-                        m.d.sync += out.acc.eq(ro.acc)
-                    m.next = "OUT"
-            with m.State("OUT"):
-                m.d.comb += self.o.valid.eq(1)
-                with m.If(self.o.ready):
-                    m.next = "IDLE"
+            self._readout_states(m, ro, out, flags_r.as_value() | stage_ev[-1])
         if self.with_trace:
             snap = self._trace_stage(m, "trace_ro", prev_trace, last.valid & last.ready)
             m.d.comb += [self.probe[n].eq(v) for n, v in snap.items()]
         return m
+
+    def _encoder_states(self, m: Module, enc, x, first, flags, layer0, then: str) -> None:
+        """FSM states IDLE, ENC_GO, ENC_WAIT, FEED: take a sample (its ``first`` bit; the step's
+        saturation ``flags`` cleared), run the encoder, hand ``a0`` to ``layer0``, then go to ``then``."""
+        with m.State("IDLE"):
+            m.d.comb += self.i.ready.eq(1)
+            with m.If(self.i.valid):
+                m.d.sync += [first.eq(self.i.payload.first), flags.eq(0)]
+                m.d.sync += x.eq(self.i.payload.x if self.arch.encoder == "linear" else self.i.payload.token)
+                m.next = "ENC_GO"
+        with m.State("ENC_GO"):
+            m.d.comb += enc.start.eq(1)
+            m.next = "ENC_WAIT"
+        with m.State("ENC_WAIT"):
+            with m.If(enc.done):
+                m.next = "FEED"
+        with m.State("FEED"):
+            m.d.comb += layer0.i.valid.eq(1)
+            with m.If(layer0.i.ready):
+                m.next = then
+
+    def _readout_states(self, m: Module, ro, out, sat) -> None:
+        """FSM states RO_GO, RO_WAIT, OUT: run the readout, latch its logits (and the mean's
+        accumulator) with the step's saturation flags ``sat``, present the result, back to IDLE."""
+        with m.State("RO_GO"):
+            m.d.comb += ro.start.eq(1)
+            m.next = "RO_WAIT"
+        with m.State("RO_WAIT"):
+            with m.If(ro.done):
+                m.d.sync += [out.logits.eq(ro.logits), out.sat.eq(sat)]
+                if self.arch.readout == "mean":
+                    m.d.sync += out.acc.eq(ro.acc)
+                m.next = "OUT"
+        with m.State("OUT"):
+            m.d.comb += self.o.valid.eq(1)
+            with m.If(self.o.ready):
+                m.next = "IDLE"
 
     def _trace_stage(self, m: Module, name: str, values: dict, accept) -> dict:
         """A register of the trace fields ``values`` (name -> live value), loaded when ``accept``;
@@ -313,43 +323,13 @@ class MgradeTop(wiring.Component):
         m.d.sync += flags.eq(flags.as_value() | events.as_value())
 
         with m.FSM():
-            with m.State("IDLE"):
-                m.d.comb += self.i.ready.eq(1)
-                with m.If(self.i.valid):
-                    m.d.sync += [first.eq(self.i.payload.first), flags.eq(0)]
-                    if arch.encoder == "linear":
-                        m.d.sync += x.eq(self.i.payload.x)
-                    else:
-                        m.d.sync += x.eq(self.i.payload.token)
-                    m.next = "ENC_GO"
-            with m.State("ENC_GO"):
-                m.d.comb += enc.start.eq(1)
-                m.next = "ENC_WAIT"
-            with m.State("ENC_WAIT"):
-                with m.If(enc.done):
-                    m.next = "FEED"
-            with m.State("FEED"):
-                m.d.comb += layers[0].i.valid.eq(1)
-                with m.If(layers[0].i.ready):
-                    m.next = "LAYERS"
+            self._encoder_states(m, enc, x, first, flags, layers[0], then="LAYERS")
             with m.State("LAYERS"):
                 m.d.comb += layers[-1].o.ready.eq(1)
                 with m.If(layers[-1].o.valid):
                     m.d.sync += a_last.eq(layers[-1].o.payload.a)
                     m.next = "RO_GO"
-            with m.State("RO_GO"):
-                m.d.comb += ro.start.eq(1)
-                m.next = "RO_WAIT"
-            with m.State("RO_WAIT"):
-                with m.If(ro.done):
-                    m.d.sync += [out.logits.eq(ro.logits), out.sat.eq(flags.as_value() | events.as_value())]
-                    if arch.readout == "mean":
-                        m.d.sync += out.acc.eq(ro.acc)
-                    m.next = "OUT"
-            with m.State("OUT"):
-                m.d.comb += self.o.valid.eq(1)
-                with m.If(self.o.ready):
-                    m.next = "IDLE"
+            self._readout_states(m, ro, out, flags.as_value() | events.as_value())
 
         if self.with_trace:
             m.d.comb += self.probe["enc"].eq(enc.a)
