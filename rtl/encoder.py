@@ -1,7 +1,7 @@
 """Encoders: ``LinearEncoder`` (x -> act by a d_in-column projection) and ``EmbeddingEncoder``."""
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux
+from amaranth.hdl import Module
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -10,7 +10,7 @@ from spec.arch import Arch, Formats, acc_frac
 
 from .addrmap import AddressMap
 from .fixed import acc_shape, any_of, requantize, shape_of
-from .mac import MacLanes, broadcast_columns, column_group, column_sequencer, pass_cycles, pass_results, pass_sequencer
+from .mac import MacLanes, broadcast_columns, column_group, pass_cycles, pass_results, projection_sequencer
 from .memory import weight_memory
 from .microarch import Microarch
 
@@ -68,18 +68,11 @@ class LinearEncoder(wiring.Component):
         f_acc = acc_frac(fmts.x, fmts.w_enc)
         m.submodules.mac = mac = MacLanes(H // R, shape_of(fmts.x), shape_of(fmts.w_enc),
                                           acc_shape(N, fmts.x, fmts.w_enc, fmts.bias), simd=s)
-        if R == 1:
-            i, running = column_sequencer(m, self.start, self.done, N // s)
-            w = weight_memory(m, self.amap, "enc.w", self.cfg, i)
-            b = weight_memory(m, self.amap, "enc.b", self.cfg, 0)
-            load = None
-        else:
-            i, p, running, store = pass_sequencer(m, self.start, self.done, N // s, R)
-            w = weight_memory(m, self.amap, "enc.w", self.cfg, p * (N // s) + i)
-            b = weight_memory(m, self.amap, "enc.b", self.cfg, Mux(self.start, 0, p + 1))
-            load = self.start | store
-        broadcast_columns(m, mac, column_group(self.x, i, s), w, b, bias=fmts.bias, f_acc=f_acc, start=self.start,
-                          running=running, load=load)
+        sq = projection_sequencer(m, self.start, self.done, N // s, R)
+        w = weight_memory(m, self.amap, "enc.w", self.cfg, sq.word)
+        b = weight_memory(m, self.amap, "enc.b", self.cfg, sq.bias_word)
+        broadcast_columns(m, mac, column_group(self.x, sq.i, s), w, b, bias=fmts.bias, f_acc=f_acc,
+                          start=self.start, running=sq.running, load=sq.load)
         sats, live = [], []
         for c in range(H // R):
             q, sat = requantize(mac.acc[c], f_acc, fmts.act)
@@ -89,7 +82,7 @@ class LinearEncoder(wiring.Component):
             m.d.comb += [self.a[c].eq(live[c]) for c in range(H)]
             m.d.comb += self.sat.eq(any_of(sats))
         else:
-            m.d.comb += self.sat.eq(pass_results(m, self.a, live, p, store, self.start, any_of(sats), "a"))
+            m.d.comb += self.sat.eq(pass_results(m, self.a, live, sq.p, sq.store, self.start, any_of(sats), "a"))
         return m
 
 

@@ -1,7 +1,9 @@
 """``MacLanes``: the time-multiplexed multiply-accumulate array every projection is built on."""
 from __future__ import annotations
 
-from amaranth.hdl import Module, ShapeLike, Signal, Value, ValueLike
+from typing import NamedTuple
+
+from amaranth.hdl import Module, Mux, ShapeLike, Signal, Value, ValueLike
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -9,8 +11,8 @@ from spec.fixedpoint import Format
 
 from .fixed import align_bias
 
-__all__ = ["MacLanes", "column_sequencer", "column_cycles", "pass_sequencer", "pass_cycles", "pass_results",
-           "broadcast_columns", "column_group", "group_view", "adder_tree"]
+__all__ = ["MacLanes", "column_sequencer", "column_cycles", "pass_sequencer", "Schedule", "projection_sequencer",
+           "pass_cycles", "pass_results", "broadcast_columns", "column_group", "group_view", "adder_tree"]
 
 
 class MacLanes(wiring.Component):
@@ -133,6 +135,32 @@ def pass_sequencer(m: Module, start: ValueLike, done: Signal, n: int, passes: in
         m.d.sync += [store.eq(0), running.eq(1), i.eq(0), p.eq(p + 1)]
     m.d.sync += done.eq(running & (i == n - 1) & last)
     return i, p, running, store
+
+
+class Schedule(NamedTuple):
+    """What :func:`projection_sequencer` gives a projection: the column group ``i``, the pass ``p``
+    and ``store`` (None with one pass), ``running``, the weight-memory word ``word`` of group ``i``
+    of pass ``p``, the bias word ``bias_word`` and the lanes' ``load`` (None: from ``start``)."""
+
+    i: Signal
+    p: Signal | None
+    running: Signal
+    store: Signal | None
+    word: ValueLike
+    bias_word: ValueLike
+    load: ValueLike | None
+
+
+def projection_sequencer(m: Module, start: ValueLike, done: Signal, n: int, passes: int) -> Schedule:
+    """The sequencer of a projection of ``n`` column groups: :func:`column_sequencer` with one row
+    pass (the original design's logic, unchanged), else :func:`pass_sequencer` with pass ``p``'s
+    weights in words ``p n .. p n + n - 1`` and its biases in word ``p`` (loaded at ``start`` and
+    in each ``store`` cycle), as :class:`rtl.addrmap.AddressMap` lays them out."""
+    if passes == 1:
+        i, running = column_sequencer(m, start, done, n)
+        return Schedule(i, None, running, None, i, 0, None)
+    i, p, running, store = pass_sequencer(m, start, done, n, passes)
+    return Schedule(i, p, running, store, p * n + i, Mux(start, 0, p + 1), start | store)
 
 
 def pass_cycles(n: int, passes: int = 1) -> int:

@@ -1,7 +1,7 @@
 """The minGRU of one layer: gate and candidate projections, and the switched-capacitor update."""
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Module, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -9,16 +9,7 @@ from spec.arch import Arch, Formats, acc_frac, gate_format
 
 from .addrmap import AddressMap
 from .fixed import acc_shape, any_of, gate_code, requantize, round_shift, saturate, shape_of
-from .mac import (
-    MacLanes,
-    broadcast_columns,
-    column_group,
-    column_sequencer,
-    group_view,
-    pass_cycles,
-    pass_results,
-    pass_sequencer,
-)
+from .mac import MacLanes, broadcast_columns, column_group, group_view, pass_cycles, pass_results, projection_sequencer
 from .memory import weight_memory
 from .microarch import Microarch
 
@@ -70,19 +61,14 @@ class GateCandidate(wiring.Component):
         ashape = acc_shape(H, fmts.act, fmts.w_rnn, fmts.bias)
         m.submodules.mac_z = mz = MacLanes(n, shape_of(fmts.act), shape_of(fmts.w_rnn), ashape, simd=s)
         m.submodules.mac_h = mh = MacLanes(n, shape_of(fmts.act), shape_of(fmts.w_rnn), ashape, simd=s)
-        if R == 1:
-            i, running = column_sequencer(m, self.start, self.done, H // s)
-            word, bword, load = i, 0, None
-        else:
-            i, ps, running, store = pass_sequencer(m, self.start, self.done, H // s, R)
-            word, bword, load = ps * (H // s) + i, Mux(self.start, 0, ps + 1), self.start | store
-        wz = weight_memory(m, self.amap, p + "wz", self.cfg, word)
-        wh = weight_memory(m, self.amap, p + "wh", self.cfg, word)
-        bz = weight_memory(m, self.amap, p + "bz", self.cfg, bword)
-        bh = weight_memory(m, self.amap, p + "bh", self.cfg, bword)
+        sq = projection_sequencer(m, self.start, self.done, H // s, R)
+        wz = weight_memory(m, self.amap, p + "wz", self.cfg, sq.word)
+        wh = weight_memory(m, self.amap, p + "wh", self.cfg, sq.word)
+        bz = weight_memory(m, self.amap, p + "bz", self.cfg, sq.bias_word)
+        bh = weight_memory(m, self.amap, p + "bh", self.cfg, sq.bias_word)
         for mac, w, b in ((mz, wz, bz), (mh, wh, bh)):     # both share the broadcast u[i]
-            broadcast_columns(m, mac, column_group(self.u, i, s), w, b, bias=fmts.bias, f_acc=f_acc,
-                              start=self.start, running=running, load=load)
+            broadcast_columns(m, mac, column_group(self.u, sq.i, s), w, b, bias=fmts.bias, f_acc=f_acc,
+                              start=self.start, running=sq.running, load=sq.load)
         gate_rounding = gate_format(arch, fmts).rounding
         sats = []
         if R == 1:
@@ -99,8 +85,8 @@ class GateCandidate(wiring.Component):
             hc.append(q)
             k.append(gate_code(mz.acc[c], f_acc, arch.gate_bits, gate_rounding))
             sats.append(sat)
-        pass_results(m, self.k, k, ps, store, self.start, name="k")
-        m.d.comb += self.sat.eq(pass_results(m, self.hc, hc, ps, store, self.start, any_of(sats), "hc"))
+        pass_results(m, self.k, k, sq.p, sq.store, self.start, name="k")
+        m.d.comb += self.sat.eq(pass_results(m, self.hc, hc, sq.p, sq.store, self.start, any_of(sats), "hc"))
         return m
 
 

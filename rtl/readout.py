@@ -9,7 +9,7 @@ from spec.arch import Arch, Formats, acc_frac
 
 from .addrmap import AddressMap
 from .fixed import acc_shape, any_of, requantize, saturate, shape_of
-from .mac import MacLanes, broadcast_columns, column_group, column_sequencer, pass_cycles, pass_results, pass_sequencer
+from .mac import MacLanes, broadcast_columns, column_group, pass_cycles, pass_results, projection_sequencer
 from .memory import weight_memory
 from .microarch import Microarch
 
@@ -65,18 +65,11 @@ class Readout(wiring.Component):
         f_acc = acc_frac(fmts.act, fmts.w_out)
         m.submodules.mac = mac = MacLanes(C // R, shape_of(fmts.act), shape_of(fmts.w_out),
                                           acc_shape(H, fmts.act, fmts.w_out, fmts.bias), simd=s)
-        if R == 1:
-            i, running = column_sequencer(m, self.start, self.done, H // s)
-            w = weight_memory(m, self.amap, "out.w", self.cfg, i)
-            b = weight_memory(m, self.amap, "out.b", self.cfg, 0)
-            load = None
-        else:
-            i, p, running, store = pass_sequencer(m, self.start, self.done, H // s, R)
-            w = weight_memory(m, self.amap, "out.w", self.cfg, p * (H // s) + i)
-            b = weight_memory(m, self.amap, "out.b", self.cfg, Mux(self.start, 0, p + 1))
-            load = self.start | store
-        broadcast_columns(m, mac, column_group(self.a, i, s), w, b, bias=fmts.bias, f_acc=f_acc, start=self.start,
-                          running=running, load=load)
+        sq = projection_sequencer(m, self.start, self.done, H // s, R)
+        w = weight_memory(m, self.amap, "out.w", self.cfg, sq.word)
+        b = weight_memory(m, self.amap, "out.b", self.cfg, sq.bias_word)
+        broadcast_columns(m, mac, column_group(self.a, sq.i, s), w, b, bias=fmts.bias, f_acc=f_acc,
+                          start=self.start, running=sq.running, load=sq.load)
         if R > 1:           # the logits of the stored passes and the live one, then as with one pass
             live, lsats = [], []
             for c in range(C // R):
@@ -84,7 +77,7 @@ class Readout(wiring.Component):
                 live.append(q)
                 lsats.append(sat)
             logits = Signal(data.ArrayLayout(shape_of(fmts.logit), C))
-            sat_logits = pass_results(m, logits, live, p, store, self.start, any_of(lsats), "logits")
+            sat_logits = pass_results(m, logits, live, sq.p, sq.store, self.start, any_of(lsats), "logits")
         sats, sats_acc = [], []
         for c in range(C):
             if R == 1:
