@@ -32,7 +32,10 @@ grouping', ICLR 2020; Linsley et al., NeurIPS 2018; LRA: Tay et al., ICLR 2021.
 """
 from __future__ import annotations
 
+import os
 import re
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -311,20 +314,48 @@ def _rollback(cv: _Canvas):
     cv._older.pop()
 
 
+CHUNK = 500  # images per independently seeded chunk: the unit of parallel generation
+
+
+def _chunk(args) -> np.ndarray:
+    labels, seed, k, p = args
+    rng = np.random.default_rng([seed, k])   # chunk k's own stream: the set does not depend on the workers
+    return np.stack([_one_image(int(lab), p, rng)[0] for lab in labels])
+
+
 def generate_pathfinder(n: int, seed: int = 0, difficulty: str = "hard", params: PathfinderParams | None = None,
-                        progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """`n` images (n, 32, 32) uint8 and labels (n,) int64 (exactly balanced); deterministic by seed."""
+                        progress: bool = True, workers: int | None = None, start: int = 0,
+                        stop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Images start..stop-1 (default all n) of the n-image set: (m, 32, 32) uint8 and labels (m,) int64.
+
+    The set is determined by `seed` and its labels are exactly balanced over all n. Images are drawn in
+    chunks of CHUNK, each from its own seeded stream, so any slice (a split) can be generated without
+    the rest, and `workers` processes (default: every core, for more than one chunk) give the same
+    images as one.
+    """
+    stop = n if stop is None else stop
+    if not 0 <= start <= stop <= n:
+        raise DataError(f"generate_pathfinder: need 0 <= start <= stop <= n, got start={start} stop={stop} n={n}")
     p = params or params_for(difficulty)
-    rng = np.random.default_rng(seed)
-    labels = rng.permutation(np.arange(n) % 2).astype(np.int64)
-    imgs = np.zeros((n, p.size, p.size), dtype=np.uint8)
-    it = range(n)
-    if progress and n >= 2000:
+    labels = np.random.default_rng(seed).permutation(np.arange(n) % 2).astype(np.int64)
+    k0, k1 = start // CHUNK, -(-stop // CHUNK)
+    jobs = [(labels[k * CHUNK:(k + 1) * CHUNK], seed, k, p) for k in range(k0, k1)]
+    workers = min(workers or os.cpu_count() or 1, max(len(jobs), 1))
+    bar = None
+    if progress and stop - start >= 2000:
         from tqdm import tqdm
-        it = tqdm(it, desc="generating Pathfinder", unit="img", leave=False)
-    for k in it:
-        imgs[k] = _one_image(int(labels[k]), p, rng)[0]
-    return imgs, labels
+        bar = tqdm(total=len(jobs) * CHUNK, desc=f"generating Pathfinder ({workers} processes)", unit="img",
+                   leave=False)
+    parts = [np.zeros((0, p.size, p.size), dtype=np.uint8)]
+    with ProcessPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
+        for part in (pool.map(_chunk, jobs) if pool else map(_chunk, jobs)):
+            parts.append(part)
+            if bar is not None:
+                bar.update(len(part))
+    if bar is not None:
+        bar.close()
+    off = start - k0 * CHUNK
+    return np.concatenate(parts)[off:off + stop - start], labels[start:stop]
 
 
 def write_pathfinder_files(root: Path | str, imgs: np.ndarray, labels: np.ndarray, difficulty: str = "hard",
@@ -399,18 +430,17 @@ def load_pathfinder(root: Path | str | None = None, split: str = "train", diffic
                 ids = [f"generated:seed{s}:{i}" for i in range(limit)]
                 return _pf_dataset(imgs.reshape(len(y), -1), y, ids, f"generated (seed {s})", split, difficulty,
                                    limit, 0)
-            return cached_dataset("pathfinder", {"gen": True, "seed": s, "n": limit, "difficulty": difficulty,
-                                                 "per_split": True}, build_limited, use_cache=cache and limit >= 100)
+            key = {"gen": 2, "seed": s, "n": limit, "difficulty": difficulty, "per_split": True, "chunk": CHUNK}
+            return cached_dataset("pathfinder", key, build_limited, use_cache=cache and limit >= 100)
         total = n if n is not None else 200000
+        i0, i1 = int(round(frac[0] * total)), int(round(frac[1] * total))
 
         def build() -> Dataset:
-            imgs, y = generate_pathfinder(total, seed=seed, difficulty=difficulty)
-            i0, i1 = int(round(frac[0] * total)), int(round(frac[1] * total))
-            return _pf_dataset(imgs[i0:i1].reshape(i1 - i0, -1), y[i0:i1],
-                               [f"generated:seed{seed}:{i}" for i in range(i0, i1)],
+            imgs, y = generate_pathfinder(total, seed=seed, difficulty=difficulty, start=i0, stop=i1)
+            return _pf_dataset(imgs.reshape(i1 - i0, -1), y, [f"generated:seed{seed}:{i}" for i in range(i0, i1)],
                                f"generated (seed {seed}, {total} images)", split, difficulty, None, 0)
-        ds = cached_dataset("pathfinder", {"gen": True, "seed": seed, "n": total, "difficulty": difficulty,
-                                           "split": split}, build, use_cache=cache)
+        ds = cached_dataset("pathfinder", {"gen": 2, "seed": seed, "n": total, "difficulty": difficulty,
+                                           "split": split, "chunk": CHUNK}, build, use_cache=cache)
         return ds.subset(limit_index(len(ds), limit), limit=limit) if limit is not None else ds
 
     root = Path(root)

@@ -58,6 +58,8 @@ def command(meta: dict, path: Path) -> str:
     for k in ("augment", "no_skip"):
         if a.get(k):
             flags.append(f"--{k.replace('_', '-')}")
+    for opt in a.get("data_opt") or []:          # e.g. Pathfinder's set size, n=50000
+        flags += ["--data-opt", opt]
     try:
         path = path.resolve().relative_to(Path.cwd())
     except ValueError:

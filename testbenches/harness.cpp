@@ -1,5 +1,5 @@
 // (Verilator escapes the "__" of Amaranth port names as "___05F".)
-// Plain Verilator C++ driver of mgrade_top (no Python): config writes, one sample per step,
+// Plain Verilator C++ driver of mgrade_top (no Python): config writes, the samples streamed in,
 // per-step outputs (and the trace port, and an FST window) written to a binary file.
 //
 //   Vharness JOB.bin RESULT.bin [FST_FILE]
@@ -113,28 +113,33 @@ int main(int argc, char **argv) {
 
     const uint64_t c0 = cycles;
     auto t0 = std::chrono::steady_clock::now();
-    for (step = 0; step < n_steps; ++step) {
+    // Inputs stream in as fast as the design takes them (a dataflow design overlaps steps); with a
+    // trace window or an FST window each step enters alone, so that the probe port and the waves
+    // show that step's intermediates undisturbed by the next one.
+    const bool stream = tr_to <= tr_from && fst_to <= fst_from;
+    uint32_t sin = 0;
+    for (step = 0; step < n_steps;) {
 #if VM_TRACE
         dumping = step >= fst_from && step < fst_to;
 #endif
-        setw(top.i___05Fpayload, &in[(size_t)step * in_words]);
-        top.i___05Fvalid = 1;
-        for (;;) {
-            top.eval();
-            const bool in_x = top.i___05Fvalid && top.i___05Fready;
-            const bool out_x = top.o___05Fvalid && top.o___05Fready;
-            if (out_x) {
-                getw(top.o___05Fpayload, &out[(size_t)step * out_words]);
-#ifdef HAS_TRACE
-                if (step >= tr_from && step < tr_to)
-                    getw(top.probe, &tr[(size_t)(step - tr_from) * trace_words]);
-#endif
-            }
-            tick();
-            if (in_x) top.i___05Fvalid = 0;
-            if (out_x) break;
-            if (cycles - c0 > (uint64_t)(step + 1) * 100000000ull) die("no output (hang?)");
+        if (!top.i___05Fvalid && sin < n_steps && (stream || sin == step)) {
+            setw(top.i___05Fpayload, &in[(size_t)sin * in_words]);
+            top.i___05Fvalid = 1;
         }
+        top.eval();
+        const bool in_x = top.i___05Fvalid && top.i___05Fready;
+        const bool out_x = top.o___05Fvalid && top.o___05Fready;
+        if (out_x) {
+            getw(top.o___05Fpayload, &out[(size_t)step * out_words]);
+#ifdef HAS_TRACE
+            if (step >= tr_from && step < tr_to)
+                getw(top.probe, &tr[(size_t)(step - tr_from) * trace_words]);
+#endif
+        }
+        tick();
+        if (in_x) { top.i___05Fvalid = 0; ++sin; }
+        if (out_x) ++step;
+        if (cycles - c0 > (uint64_t)(step + 1) * 100000000ull) die("no output (hang?)");
     }
     auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
     cycles -= c0;

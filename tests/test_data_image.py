@@ -170,6 +170,19 @@ def test_pathfinder_generator_balance_determinism():
     assert (h >= 64).sum(axis=(1, 2)).min() > 100 and (h >= 64).sum() / 6 > (a >= 64).sum() / 12
 
 
+def test_pathfinder_chunks_slices_and_workers(monkeypatch):
+    """A split generated alone, or by several processes, is the same images as that slice of the whole set."""
+    import data.pathfinder as pf
+    monkeypatch.setattr(pf, "CHUNK", 3)
+    whole, y = generate_pathfinder(10, seed=7, difficulty="easy", progress=False, workers=1)
+    two, y2 = generate_pathfinder(10, seed=7, difficulty="easy", progress=False, workers=2)
+    part, yp = generate_pathfinder(10, seed=7, difficulty="easy", progress=False, workers=1, start=4, stop=8)
+    assert np.array_equal(whole, two) and np.array_equal(y, y2)
+    assert np.array_equal(part, whole[4:8]) and np.array_equal(yp, y[4:8]) and y.sum() == 5
+    with pytest.raises(DataError, match="start <= stop"):
+        generate_pathfinder(10, seed=7, start=8, stop=4)
+
+
 @pytest.mark.parametrize("label", [0, 1])
 def test_pathfinder_label_matches_pixels(label):
     rng = np.random.default_rng(label)

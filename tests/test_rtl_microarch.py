@@ -11,7 +11,7 @@ channels per cycle of the element-wise stages, and the schedule (sequential or d
   interval), both equal to the closed forms; a dataflow pipeline whose slowest stage is the
   encoder or the readout.
 * Verilator stream tests of the small GSC network at a non-default fold, sequential and dataflow
-  (bit-exact, cycles of the whole stream).
+  (bit-exact, cycles of the whole stream), and the plain C++ harness streaming a dataflow design.
 """
 from __future__ import annotations
 
@@ -247,6 +247,24 @@ def test_stream_at_a_fold_in_verilator(tmp_path, fold):
     assert r.cycles == stream_cycles(arch, mu, steps) and cycles_per_step(arch, mu) < cycles_per_step(arch)
     if mu.dataflow:
         assert r.cycles < steps * latency(arch, mu)
+
+
+@pytest.mark.xdist_group("rtl_gsc_small_micro")
+def test_cpp_harness_streams_a_dataflow_design(tmp_path):
+    """The plain C++ harness (make bench's speed reference) streams the samples: on the small GSC
+    network at a dataflow fold its outputs are sim's bit for bit and the two sequences take the cycle
+    model's stream cycles, not one latency per step as when each step entered alone."""
+    from testbenches.cosim import expected, run_harness
+    from testbenches.streams import make_case
+    case = make_case("gsc_stream", n_seqs=2, max_steps=40, small=True, root="fixture")
+    arch = case.bundle.arch
+    mu = Microarch.parse("simd=4,schedule=dataflow", arch)
+    exp, _ = expected(case.bundle, case.xs)
+    h = run_harness(case.bundle, case.xs, micro=mu, workdir=tmp_path)
+    steps = sum(len(x) for x in case.xs)
+    np.testing.assert_array_equal(h["outputs"]["logits"], np.concatenate(exp.logits))
+    np.testing.assert_array_equal(h["outputs"]["acc"], np.concatenate(exp.acc))
+    assert h["steps"] == steps and h["cycles"] == stream_cycles(arch, mu, steps) < steps * latency(arch, mu)
 
 
 def test_folds_table(capsys):
