@@ -90,7 +90,7 @@ def _to_jsonable(obj: Any) -> Any:
 
 def evaluate_sim(bundle: Bundle, task, data_root: str | None = None, split: str = "test",
                  limit: int | None = None, batch: int = 64, frame: int = 1, seed: int = 0,
-                 options: dict | None = None) -> dict:
+                 options: dict | None = None, progress: bool = True) -> dict:
     """Accuracy of ``sim/`` running ``bundle`` on a task's split (``task``: a name, or a
     :class:`data.tasks.Split` already loaded; ``options``: the loader options the training run used,
     ``meta['data'][split]['load_options']``, e.g. Pathfinder's set size)."""
@@ -98,13 +98,16 @@ def evaluate_sim(bundle: Bundle, task, data_root: str | None = None, split: str 
     from data.tasks import Split, batches, load_split
 
     ds = task if isinstance(task, Split) else load_split(task, data_root, split, limit, seed=seed, options=options)
+    from tqdm import tqdm
     net = sim.Network(bundle)
     correct = n = 0
-    for x, y, lengths in batches(ds, batch, bundle.formats.x, frame=frame, by_length=True):
-        res = net.run(x, lengths=lengths)
-        pred = np.asarray(res.logits).argmax(-1)
-        correct += int((pred == y).sum())
-        n += len(y)
+    with tqdm(total=len(ds.y), desc="sim/ test pass", unit="ex", disable=not progress, leave=False) as bar:
+        for x, y, lengths in batches(ds, batch, bundle.formats.x, frame=frame, by_length=True):
+            res = net.run(x, lengths=lengths)
+            pred = np.asarray(res.logits).argmax(-1)
+            correct += int((pred == y).sum())
+            n += len(y)
+            bar.update(len(y))
     return {"accuracy": correct / max(n, 1), "n": n, "split": ds.meta.get("split", split)}
 
 

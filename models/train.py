@@ -774,7 +774,7 @@ def measure_sim(run: Run, state: TrainState, bundle: Bundle) -> None:
     """``sim/``'s test accuracy on the bundle, into the metrics and the bundle's meta."""
     try:
         state.metrics["sim"] = evaluate_sim(bundle, run.data.test, frame=run.args.frame,
-                                            batch=run.args.eval_batch_size)
+                                            batch=run.args.eval_batch_size, progress=not run.args.no_progress)
         print(f"[train] sim/ test acc {state.metrics['sim']['accuracy']:.4f} (n={state.metrics['sim']['n']})")
     except (ImportError, AttributeError) as e:
         state.metrics["sim"] = {"accuracy": None, "note": f"sim/ not usable: {e}"}
