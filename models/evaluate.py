@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     seed = int(meta.get("train_args", {}).get("seed", 0))
     t0 = time.time()
     res = evaluate_sim(bundle, task, data_root=args.data_root, limit=args.limit, batch=args.batch,
-                       frame=frame, seed=seed, options=meta.get("data", {}).get("test", {}).get("load_options"))
+                       frame=frame, seed=seed)
     acc = meta.get("accuracy", {})
     print(json.dumps({"bundle": args.bundle, "task": task, "float": acc.get("float"), "qat": acc.get("qat"),
                       "sim": res["accuracy"], "n": res["n"], "wall_s": round(time.time() - t0, 1)}))

@@ -90,15 +90,19 @@ def _to_jsonable(obj: Any) -> Any:
 
 def evaluate_sim(bundle: Bundle, task, data_root: str | None = None, split: str = "test",
                  limit: int | None = None, batch: int = 64, frame: int = 1, seed: int = 0,
-                 options: dict | None = None, progress: bool = True) -> dict:
-    """Accuracy of ``sim/`` running ``bundle`` on a task's split (``task``: a name, or a
-    :class:`data.tasks.Split` already loaded; ``options``: the loader options the training run used,
-    ``meta['data'][split]['load_options']``, e.g. Pathfinder's set size)."""
+                 progress: bool = True) -> dict:
+    """Accuracy of ``sim/`` running ``bundle`` on a task's split (``task``: a name, loaded with the
+    loader options the training run recorded in ``bundle.meta['data'][split]['load_options']``, e.g.
+    Pathfinder's set size; or a :class:`data.tasks.Split` already loaded)."""
+    from tqdm import tqdm
+
     import sim  # only needed here
     from data.tasks import Split, batches, load_split
 
-    ds = task if isinstance(task, Split) else load_split(task, data_root, split, limit, seed=seed, options=options)
-    from tqdm import tqdm
+    if not isinstance(task, Split):
+        options = (bundle.meta or {}).get("data", {}).get(split, {}).get("load_options")
+        task = load_split(task, data_root, split, limit, seed=seed, options=options)
+    ds = task
     net = sim.Network(bundle)
     correct = n = 0
     with tqdm(total=len(ds.y), desc="sim/ test pass", unit="ex", disable=not progress, leave=False) as bar:
@@ -132,8 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         targs = ck.get("args", {})
         r = evaluate_sim(bundle, ck["task"], args.data_root or targs.get("data_root"),
                          limit=args.limit if args.limit is not None else targs.get("eval_limit"), frame=frame,
-                         seed=int(targs.get("seed", 0)),
-                         options=ck.get("data", {}).get("test", {}).get("load_options"))
+                         seed=int(targs.get("seed", 0)))
         bundle.meta["sim_accuracy"] = r
         print(f"sim/ accuracy on {r['split']} ({r['n']} examples): {r['accuracy']:.4f}")
     path = save_bundle(bundle, args.out)
